@@ -1,0 +1,58 @@
+"""Locate the files the package ships (MJCF models, configs, launch files).
+
+Works from a source checkout (editable install), from a pip install (data files
+under ``<prefix>/share/rl_control``) and from a colcon/ament install tree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE_NAME = "rl_control"
+SHARE_ENV_VAR = "RL_CONTROL_SHARE_DIR"
+
+
+def _candidates() -> list[Path]:
+    found: list[Path] = []
+    override = os.environ.get(SHARE_ENV_VAR)
+    if override:
+        found.append(Path(override))
+    found.append(Path(__file__).resolve().parent.parent)  # source checkout
+    found.append(Path(sys.prefix) / "share" / PACKAGE_NAME)  # pip data_files
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        found.append(Path(get_package_share_directory(PACKAGE_NAME)))
+    except Exception:  # noqa: BLE001 - ament index absent or package not registered
+        pass
+    return found
+
+
+@lru_cache(maxsize=1)
+def share_dir() -> Path:
+    """Return the directory holding ``sim/``, ``config/`` and ``launch/``."""
+    for candidate in _candidates():
+        if (candidate / "sim").is_dir():
+            return candidate
+    searched = ", ".join(str(c) for c in _candidates())
+    raise FileNotFoundError(
+        f"cannot find the rl_control share directory (with sim/); searched: {searched}. "
+        f"Set {SHARE_ENV_VAR} to the folder that contains sim/."
+    )
+
+
+def model_path(robot: str) -> Path:
+    """Path of the MJCF file of ``robot`` (e.g. ``"pendulum"``) under ``sim/``."""
+    path = share_dir() / "sim" / f"{robot}.xml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (share_dir() / "sim").glob("*.xml"))
+        raise FileNotFoundError(f"no MJCF model for robot {robot!r} at {path}; available: {available}")
+    return path
+
+
+def config_path(name: str) -> Path:
+    """Path of a shipped experiment config, e.g. ``config_path("pendulum_sim.yaml")``."""
+    return share_dir() / "config" / name
