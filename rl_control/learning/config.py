@@ -1,0 +1,226 @@
+"""Agent configuration: one dataclass for SAC/TD3 with critic ensembles, plus named presets.
+
+Presets and their sources (see ``docs/learning.md``):
+
+- ``sac``  - Soft Actor-Critic, Haarnoja et al. 2018 (two critics, automatic temperature).
+- ``td3``  - Twin Delayed DDPG, Fujimoto et al. 2018 (target smoothing, delayed actor).
+- ``redq`` - Randomized Ensembled Double Q-learning, Chen et al. 2021 (N=10, M=2, UTD=20).
+- ``droq`` - Dropout Q-functions, Hiraoka et al. 2021 (N=2, dropout 0.01 + LayerNorm, UTD=20).
+- ``rlpd`` - RL with Prior Data, Ball et al. 2023 (REDQ-style ensemble + LayerNorm + 50/50 demo sampling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rl_control.config.errors import FieldError
+
+PRESET_NAMES: tuple[str, ...] = ("sac", "td3", "redq", "droq", "rlpd")
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+@dataclass
+class AgentConfig:
+    """Hyper-parameters of the off-policy learner (``learner_node.agent`` in experiment configs)."""
+
+    algorithm: str = field(
+        default="sac", metadata={"help": "actor-critic algorithm", "choices": ["sac", "td3"]}
+    )
+    num_critics: int = field(
+        default=2, metadata={"help": "critic ensemble size N (vectorized)", "min": 1, "max": 64}
+    )
+    num_target_critics: int = field(
+        default=2,
+        metadata={
+            "help": "M: target is the min over a random subset of M critics (REDQ)",
+            "min": 1,
+            "max": 64,
+        },
+    )
+    utd_ratio: int = field(
+        default=1,
+        metadata={
+            "help": "critic updates per environment step (update-to-data ratio)",
+            "min": 1,
+            "max": 1000,
+        },
+    )
+    actor_delay: int = field(
+        default=1,
+        metadata={
+            "help": "one actor/temperature update per this many environment steps' critic updates",
+            "min": 1,
+            "max": 100,
+        },
+    )
+    batch_size: int = field(
+        default=256, metadata={"help": "minibatch size per update", "min": 1, "max": 65536}
+    )
+    hidden_sizes: list[int] = field(
+        default_factory=lambda: [256, 256],
+        metadata={"help": "hidden layer widths of actor and critic MLPs", "min": 1, "max": 8192},
+    )
+    critic_layer_norm: bool = field(
+        default=False, metadata={"help": "LayerNorm after each critic hidden layer"}
+    )
+    critic_dropout: float = field(
+        default=0.0,
+        metadata={"help": "dropout rate in critic hidden layers (DroQ); 0 disables", "min": 0.0, "max": 0.9},
+    )
+    actor_lr: float = field(
+        default=3e-4, metadata={"help": "actor Adam learning rate", "min": 0.0, "max": 1.0}
+    )
+    critic_lr: float = field(
+        default=3e-4, metadata={"help": "critic Adam learning rate", "min": 0.0, "max": 1.0}
+    )
+    temperature_lr: float = field(
+        default=3e-4, metadata={"help": "SAC entropy temperature Adam learning rate", "min": 0.0, "max": 1.0}
+    )
+    init_temperature: float = field(
+        default=1.0, metadata={"help": "SAC initial entropy temperature alpha", "min": 1e-8, "max": 1e4}
+    )
+    target_entropy: float = field(
+        default=0.0,
+        metadata={"help": "SAC target entropy; 0 means auto: -act_dim", "min": -1e4, "max": 1e4},
+    )
+    gamma: float = field(default=0.99, metadata={"help": "discount factor", "min": 0.0, "max": 1.0})
+    tau: float = field(
+        default=0.005, metadata={"help": "Polyak target averaging rate", "min": 0.0, "max": 1.0}
+    )
+    n_step: int = field(default=1, metadata={"help": "n-step return horizon", "min": 1, "max": 100})
+    policy_noise: float = field(
+        default=0.2, metadata={"help": "TD3 target policy smoothing noise std", "min": 0.0, "max": 10.0}
+    )
+    noise_clip: float = field(
+        default=0.5, metadata={"help": "TD3 target policy smoothing noise clip", "min": 0.0, "max": 10.0}
+    )
+    exploration_noise: float = field(
+        default=0.1,
+        metadata={"help": "TD3 Gaussian exploration noise std (action units)", "min": 0.0, "max": 10.0},
+    )
+    buffer_capacity: int = field(
+        default=1_000_000,
+        metadata={"help": "online replay capacity in transitions", "min": 1, "max": 1_000_000_000},
+    )
+    learning_starts: int = field(
+        default=1000,
+        metadata={
+            "help": "environment steps collected (random actions) before updates start",
+            "min": 0,
+            "max": 1_000_000_000,
+        },
+    )
+    demo_fraction: float = field(
+        default=0.5,
+        metadata={
+            "help": "share of each minibatch drawn from demonstrations when demos exist",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    normalize_observations: bool = field(
+        default=False, metadata={"help": "running mean/std observation normalization (baked into ONNX)"}
+    )
+    device: str = field(
+        default="auto", metadata={"help": "torch device: auto (cuda if available), cpu, cuda[:i]"}
+    )
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            _check_bounds(spec, getattr(self, spec.name))
+        if self.num_target_critics > self.num_critics:
+            raise FieldError(
+                "num_target_critics",
+                f"M={self.num_target_critics} exceeds the ensemble size num_critics={self.num_critics}",
+            )
+        if not self.hidden_sizes:
+            raise FieldError("hidden_sizes", "needs at least one hidden layer width")
+        if not _DEVICE_PATTERN.match(self.device):
+            raise FieldError("device", f"{self.device!r} is not one of auto, cpu, cuda, cuda:<index>, mps")
+        if self.critic_dropout >= 1.0:
+            raise FieldError("critic_dropout", f"{self.critic_dropout} must be < 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data copy (for checkpoints and metadata)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AgentConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        _reject_unknown(values)
+        return cls(**values)
+
+
+def _check_bounds(spec: dataclasses.Field, value: Any) -> None:
+    meta = spec.metadata
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if "choices" in meta and item not in meta["choices"]:
+            raise FieldError(spec.name, f"{item!r} is not one of {meta['choices']}")
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            continue
+        if "min" in meta and item < meta["min"]:
+            raise FieldError(spec.name, f"{item} is below the minimum {meta['min']}")
+        if "max" in meta and item > meta["max"]:
+            raise FieldError(spec.name, f"{item} is above the maximum {meta['max']}")
+
+
+def _reject_unknown(values: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(AgentConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown AgentConfig field(s) {unknown}; known fields: {sorted(known)}")
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # Haarnoja et al. 2018: twin critics, one update per step, automatic temperature.
+    "sac": {"algorithm": "sac", "num_critics": 2, "num_target_critics": 2, "utd_ratio": 1},
+    # Fujimoto et al. 2018: twin critics, actor every 2nd update, target smoothing 0.2 clipped at 0.5.
+    "td3": {
+        "algorithm": "td3",
+        "num_critics": 2,
+        "num_target_critics": 2,
+        "utd_ratio": 1,
+        "actor_delay": 2,
+        "actor_lr": 1e-3,
+        "critic_lr": 1e-3,
+        "policy_noise": 0.2,
+        "noise_clip": 0.5,
+        "exploration_noise": 0.1,
+    },
+    # Chen et al. 2021: N=10 critics, min over a random pair, UTD 20.
+    "redq": {"algorithm": "sac", "num_critics": 10, "num_target_critics": 2, "utd_ratio": 20},
+    # Hiraoka et al. 2021: two critics with dropout 0.01 + LayerNorm, UTD 20.
+    "droq": {
+        "algorithm": "sac",
+        "num_critics": 2,
+        "num_target_critics": 2,
+        "utd_ratio": 20,
+        "critic_dropout": 0.01,
+        "critic_layer_norm": True,
+    },
+    # Ball et al. 2023: ensemble of 10 with LayerNorm, min over 2, UTD 20, symmetric 50/50 demo sampling.
+    "rlpd": {
+        "algorithm": "sac",
+        "num_critics": 10,
+        "num_target_critics": 2,
+        "utd_ratio": 20,
+        "critic_layer_norm": True,
+        "demo_fraction": 0.5,
+    },
+}
+
+
+def preset_config(name: str, **overrides: Any) -> AgentConfig:
+    """Return the :class:`AgentConfig` of preset ``name`` with ``overrides`` applied.
+
+    Raises ``ValueError`` for an unknown preset or field, and ``FieldError`` for an invalid value.
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown agent preset {name!r}; choose one of {list(PRESET_NAMES)}")
+    _reject_unknown(overrides)
+    return AgentConfig(**{**_PRESETS[name], **overrides})
