@@ -1,0 +1,390 @@
+"""Tasks: observation, action mapping, reward, termination and reset distribution of each robot.
+
+A task only uses what a real robot measures (a :class:`RobotState` built from its topics), so the same
+object runs in the in-process gym env, behind the sim node, and on hardware. How the actor drives it::
+
+    task = make_task("pendulum_swingup")
+    task.reset(rng)                        # episode start: samples goals / commands, clears the last action
+    obs = task.observation(state)          # every control tick
+    cmd = task.command(policy(obs), state) # action in [-1, 1] -> joint command (also records the action)
+    reward = task.reward(obs, action, next_obs); done = task.terminated(next_obs)
+
+``initial_state`` is the sim side's reset distribution (full MuJoCo qpos/qvel); no task uses privileged
+simulator quantities in its observation or reward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import mujoco
+import numpy as np
+
+from rl_control.envs.robot_model import RobotSpec, load_model, robot_spec
+from rl_control.envs.state import RobotState
+
+GRAVITY_WORLD = np.array([0.0, 0.0, -1.0])
+
+
+def _wrap_angle(angle: float) -> float:
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+class Task:
+    """Base class; subclasses set the attributes in ``__init__`` and override the hooks."""
+
+    name: str
+    robot: str
+    joint_names: tuple[str, ...]
+    command_interface: str
+    command_low: np.ndarray
+    command_high: np.ndarray
+    observation_dim: int
+    action_dim: int
+    control_rate_hz: float
+    episode_steps: int
+    success_threshold: float
+    needs_imu: bool = False
+    needs_odometry: bool = False
+
+    def __init__(
+        self,
+        name: str,
+        robot: str,
+        *,
+        control_rate_hz: float,
+        episode_steps: int,
+        success_threshold: float,
+        observation_dim: int,
+    ) -> None:
+        self.spec: RobotSpec = robot_spec(robot)
+        self.name = name
+        self.robot = robot
+        self.joint_names = self.spec.joint_names
+        self.command_interface = self.spec.command_interface
+        self.command_low = np.array(self.spec.command_low, dtype=np.float64)
+        self.command_high = np.array(self.spec.command_high, dtype=np.float64)
+        self.action_dim = len(self.joint_names)
+        self.observation_dim = observation_dim
+        self.control_rate_hz = float(control_rate_hz)
+        self.episode_steps = int(episode_steps)
+        self.success_threshold = float(success_threshold)
+        self._obs = np.zeros(observation_dim, dtype=np.float32)
+
+    # ----------------------------------------------------------------- episode and reset distribution
+    def reset(self, rng: np.random.Generator) -> None:
+        """Start an episode on the actor side (sample goals/commands, forget the last action)."""
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Sample the full MuJoCo (qpos, qvel) an episode starts from (sim side). Default: the home pose."""
+        return np.array(self.spec.home_qpos, dtype=np.float64), np.zeros(self.spec.nv)
+
+    # ----------------------------------------------------------------- per tick
+    def observation(self, state: RobotState) -> np.ndarray:
+        """float32 [observation_dim] from measured quantities only."""
+        raise NotImplementedError
+
+    def check_action(self, action: np.ndarray) -> np.ndarray:
+        """Validate an action (shape, finiteness) and clip it to [-1, 1]."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"{self.name}: action must have shape ({self.action_dim},), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"{self.name}: action contains non-finite values: {action}")
+        return np.clip(action, -1.0, 1.0)
+
+    def command(self, action: np.ndarray, state: RobotState) -> np.ndarray:
+        """Map an action in [-1, 1] to a joint command (float64, joint order), clipped to the limits.
+
+        Default: effort interface, -1 -> command_low, +1 -> command_high.
+        """
+        action = self.check_action(action)
+        mid = 0.5 * (self.command_high + self.command_low)
+        half = 0.5 * (self.command_high - self.command_low)
+        return np.clip(mid + half * action, self.command_low, self.command_high)
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
+        """Reward of the transition, computed from observations and the action only."""
+        raise NotImplementedError
+
+    def terminated(self, obs: np.ndarray) -> bool:
+        """True when the episode must end early (failure); time limits are not terminations."""
+        return False
+
+    def safe_command(self, state: RobotState) -> np.ndarray:
+        """A command that does no harm: hold the measured position (position iface) or zero effort."""
+        if self.command_interface == "position":
+            return np.clip(np.asarray(state.position, dtype=np.float64), self.command_low, self.command_high)
+        return np.zeros(self.action_dim)
+
+
+class PendulumSwingup(Task):
+    """Swing a torque-limited rod (max 2 N·m vs 4.9 N·m of gravity) upright and balance it.
+
+    Observation ``[cos θ, sin θ, θ̇]`` (θ = 0 upright). Reward
+    ``-(θ² + 0.1 θ̇² + 0.001 τ²) / π²``: 0 upright at rest, -1 hanging at rest.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "pendulum_swingup",
+            "pendulum",
+            control_rate_hz=50.0,
+            episode_steps=200,
+            success_threshold=-40.0,
+            observation_dim=3,
+        )
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([rng.uniform(-math.pi, math.pi)]), np.array([rng.uniform(-1.0, 1.0)])
+
+    def observation(self, state: RobotState) -> np.ndarray:
+        theta, obs = float(state.position[0]), self._obs
+        obs[0], obs[1], obs[2] = math.cos(theta), math.sin(theta), state.velocity[0]
+        return obs.copy()
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
+        theta = math.atan2(float(obs[1]), float(obs[0]))
+        torque = float(np.clip(action[0], -1.0, 1.0)) * float(self.command_high[0])
+        cost = theta * theta + 0.1 * float(obs[2]) ** 2 + 0.001 * torque * torque
+        return -cost / (math.pi * math.pi)
+
+
+def _tolerance(x: float, margin: float, value_at_margin: float = 0.1) -> float:
+    """Smooth bump: 1 at 0, ``value_at_margin`` at |x| = margin (Gaussian)."""
+    scale = math.sqrt(-math.log(value_at_margin)) / margin
+    return math.exp(-((x * scale) ** 2))
+
+
+class CartpoleSwingup(Task):
+    """Swing a pole on a force-limited cart upright and keep the cart centred.
+
+    Observation ``[x, cos θ, sin θ, ẋ, θ̇]`` (θ = 0 upright). Reward in [0, 1]: the product of
+    upright ``(1 + cos θ)/2``, centred, small-control and small-angular-velocity factors.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "cartpole_swingup",
+            "cartpole",
+            control_rate_hz=50.0,
+            episode_steps=500,
+            success_threshold=250.0,
+            observation_dim=5,
+        )
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        qpos = np.array([rng.uniform(-0.1, 0.1), math.pi + rng.uniform(-0.05, 0.05)])
+        return qpos, rng.uniform(-0.01, 0.01, size=2)
+
+    def observation(self, state: RobotState) -> np.ndarray:
+        obs = self._obs
+        theta = float(state.position[1])
+        obs[0], obs[1], obs[2] = state.position[0], math.cos(theta), math.sin(theta)
+        obs[3], obs[4] = state.velocity[0], state.velocity[1]
+        return obs.copy()
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
+        upright = 0.5 * (1.0 + float(next_obs[1]))
+        centred = 0.5 * (1.0 + _tolerance(float(next_obs[0]), margin=2.0))
+        u = float(np.clip(action[0], -1.0, 1.0))
+        small_control = (4.0 + (1.0 - u * u)) / 5.0
+        small_velocity = 0.5 * (1.0 + _tolerance(float(next_obs[4]), margin=5.0))
+        return upright * centred * small_control * small_velocity
+
+
+class ArmReach(Task):
+    """Move the end effector of a 4-joint servo arm to a random target in its workspace.
+
+    Action = joint position deltas: ``target = measured position + 0.1 rad × action`` (bounded motion per
+    tick, safe on hardware). Observation ``[q (4), q̇ (4), ee (3), target (3), target - ee (3)]``; the
+    end-effector position comes from forward kinematics of the measured joint positions.
+    Reward ``1 - tanh(d / 0.1) - 0.01 |a|²`` with d the end-effector distance to the target [m].
+    """
+
+    DELTA_SCALE = 0.1
+    TARGET_RADIUS = (0.15, 0.35)  # m from the shoulder
+
+    def __init__(self) -> None:
+        super().__init__(
+            "arm_reach",
+            "arm",
+            control_rate_hz=50.0,
+            episode_steps=100,
+            success_threshold=60.0,
+            observation_dim=17,
+        )
+        self._fk_model = load_model("arm")
+        self._fk_data = mujoco.MjData(self._fk_model)
+        self._ee_site = mujoco.mj_name2id(self._fk_model, mujoco.mjtObj.mjOBJ_SITE, "ee")
+        self._shoulder = self._fk_model.body("upper_arm").pos + self._fk_model.body("turret").pos
+        self._qpos_adr = np.array(self.spec.qpos_adr)
+        self.target = np.zeros(3)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        radius = rng.uniform(*self.TARGET_RADIUS)
+        azimuth = rng.uniform(-math.pi * 0.75, math.pi * 0.75)
+        elevation = rng.uniform(-0.2, 0.9)
+        direction = np.array(
+            [
+                math.cos(elevation) * math.cos(azimuth),
+                math.cos(elevation) * math.sin(azimuth),
+                math.sin(elevation),
+            ]
+        )
+        self.target = self._shoulder + radius * direction
+
+    def end_effector(self, joint_positions: np.ndarray) -> np.ndarray:
+        """World position of the end-effector site for the given joint positions (forward kinematics)."""
+        self._fk_data.qpos[self._qpos_adr] = joint_positions
+        mujoco.mj_kinematics(self._fk_model, self._fk_data)
+        return self._fk_data.site_xpos[self._ee_site].copy()
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        qpos = np.array(self.spec.home_qpos, dtype=np.float64)
+        qpos[self._qpos_adr] += rng.uniform(-0.1, 0.1, size=self.action_dim)
+        return qpos, np.zeros(self.spec.nv)
+
+    def observation(self, state: RobotState) -> np.ndarray:
+        obs, n = self._obs, self.action_dim
+        ee = self.end_effector(state.position)
+        obs[:n] = state.position
+        obs[n : 2 * n] = state.velocity
+        obs[2 * n : 2 * n + 3] = ee
+        obs[2 * n + 3 : 2 * n + 6] = self.target
+        obs[2 * n + 6 : 2 * n + 9] = self.target - ee
+        return obs.copy()
+
+    def distance(self, obs: np.ndarray) -> float:
+        """End-effector distance to the target [m] from an observation."""
+        n = self.action_dim
+        return float(np.linalg.norm(obs[2 * n + 6 : 2 * n + 9]))
+
+    def command(self, action: np.ndarray, state: RobotState) -> np.ndarray:
+        action = self.check_action(action)
+        target = np.asarray(state.position, dtype=np.float64) + self.DELTA_SCALE * action
+        return np.clip(target, self.command_low, self.command_high)
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return 1.0 - math.tanh(self.distance(next_obs) / 0.1) - 0.01 * float(a @ a)
+
+
+def _rotate_to_body(quat_wxyz: np.ndarray, vector_world: np.ndarray) -> np.ndarray:
+    """Express a world-frame vector in the body frame given the body orientation quaternion."""
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    norm = math.sqrt(w * w + x * x + y * y + z * z)
+    if norm == 0.0:
+        raise ValueError("IMU orientation quaternion is zero")
+    w, x, y, z = w / norm, x / norm, y / norm, z / norm
+    rot = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    return rot.T @ vector_world
+
+
+class QuadrupedWalk(Task):
+    """Track a commanded base velocity (vx, vy, yaw rate) with a 12-DoF PD-servoed quadruped.
+
+    Action: ``target = home pose + 0.25 rad × action`` per joint. Observation (48):
+    ``[base lin. vel. (3, odometry), gyro (3), projected gravity (3, IMU), command (3),
+    q - q_home (12), q̇ (12), last action (12)]``. Terminates when the body tilts past 60°.
+    """
+
+    ACTION_SCALE = 0.25
+    COMMAND_LOW = np.array([-0.5, -0.3, -0.8])
+    COMMAND_HIGH = np.array([1.0, 0.3, 0.8])
+    needs_imu = True
+    needs_odometry = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "quadruped_walk",
+            "quadruped",
+            control_rate_hz=50.0,
+            episode_steps=1000,
+            success_threshold=900.0,
+            observation_dim=48,
+        )
+        self._qpos_adr = np.array(self.spec.qpos_adr)
+        self.default_position = np.array(self.spec.home_qpos)[self._qpos_adr]
+        self.velocity_command = np.zeros(3)
+        self.last_action = np.zeros(self.action_dim)
+
+    def set_velocity_command(self, vx: float, vy: float, yaw_rate: float) -> None:
+        """Set the tracked command (teleop); clipped to the trained range."""
+        self.velocity_command = np.clip([vx, vy, yaw_rate], self.COMMAND_LOW, self.COMMAND_HIGH)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.velocity_command = rng.uniform(self.COMMAND_LOW, self.COMMAND_HIGH)
+        self.last_action = np.zeros(self.action_dim)
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        qpos = np.array(self.spec.home_qpos, dtype=np.float64)
+        qpos[self._qpos_adr] += rng.uniform(-0.1, 0.1, size=self.action_dim)
+        yaw = rng.uniform(-math.pi, math.pi)
+        qpos[3:7] = [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
+        return qpos, np.zeros(self.spec.nv)
+
+    def observation(self, state: RobotState) -> np.ndarray:
+        if state.imu_orientation is None or state.imu_angular_velocity is None:
+            raise ValueError(f"{self.name}: the observation needs the IMU (orientation and angular velocity)")
+        if state.base_linear_velocity is None:
+            raise ValueError(f"{self.name}: the observation needs odometry (base_linear_velocity)")
+        obs = self._obs
+        obs[0:3] = state.base_linear_velocity
+        obs[3:6] = state.imu_angular_velocity
+        obs[6:9] = _rotate_to_body(state.imu_orientation, GRAVITY_WORLD)
+        obs[9:12] = self.velocity_command
+        obs[12:24] = np.asarray(state.position) - self.default_position
+        obs[24:36] = state.velocity
+        obs[36:48] = self.last_action
+        return obs.copy()
+
+    def command(self, action: np.ndarray, state: RobotState) -> np.ndarray:
+        action = self.check_action(action)
+        self.last_action = action
+        target = self.default_position + self.ACTION_SCALE * action
+        return np.clip(target, self.command_low, self.command_high)
+
+    def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
+        v, w, g, cmd = next_obs[0:3], next_obs[3:6], next_obs[6:9], next_obs[9:12]
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        lin_err = float((cmd[0] - v[0]) ** 2 + (cmd[1] - v[1]) ** 2)
+        yaw_err = float((cmd[2] - w[2]) ** 2)
+        action_rate = a - obs[36:48]
+        return (
+            math.exp(-lin_err / 0.25)
+            + 0.5 * math.exp(-yaw_err / 0.25)
+            - 2.0 * float(v[2]) ** 2
+            - 0.05 * float(w[0] ** 2 + w[1] ** 2)
+            - 1.0 * float(g[0] ** 2 + g[1] ** 2)
+            - 0.01 * float(action_rate @ action_rate)
+        )
+
+    def terminated(self, obs: np.ndarray) -> bool:
+        return bool(obs[8] > -0.5)  # gravity's body-z component: -1 upright, > -0.5 tilted past 60°
+
+
+_TASKS: dict[str, Callable[[], Task]] = {
+    "pendulum_swingup": PendulumSwingup,
+    "cartpole_swingup": CartpoleSwingup,
+    "arm_reach": ArmReach,
+    "quadruped_walk": QuadrupedWalk,
+}
+TASK_NAMES: tuple[str, ...] = tuple(_TASKS)
+DEFAULT_TASK = "pendulum_swingup"
+
+
+def make_task(name: str) -> Task:
+    """Create a fresh task instance by name (one of :data:`TASK_NAMES`)."""
+    try:
+        factory = _TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; available: {', '.join(TASK_NAMES)}") from None
+    return factory()
