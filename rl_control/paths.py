@@ -26,7 +26,7 @@ def _candidates() -> list[Path]:
         from ament_index_python.packages import get_package_share_directory
 
         found.append(Path(get_package_share_directory(PACKAGE_NAME)))
-    except Exception:  # noqa: BLE001 - ament index absent or package not registered
+    except (ImportError, LookupError):  # no ament index, or the package is not registered there
         pass
     return found
 

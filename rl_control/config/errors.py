@@ -18,8 +18,9 @@ class FieldError(ValueError):
 class ConfigError(ValueError):
     """A config file is malformed or invalid; the message names the file, the section and the key."""
 
-    def __init__(self, message: str, *, file: str | None = None, section: str | None = None,
-                 key: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, section: str | None = None, key: str | None = None
+    ) -> None:
         where = ": ".join(part for part in (file, section and f"[{section}]", key) if part)
         super().__init__(f"{where}: {message}" if where else message)
         self.file = file

@@ -1,0 +1,262 @@
+"""The ``rl-control`` command line.
+
+Subcommands: ``launch`` (the node graph), ``train`` (in-process training on a Gymnasium env),
+``eval`` (deterministic evaluation of an ONNX policy), ``export`` (ONNX from a run directory),
+``record`` (transitions from a rosbag2/MCAP file into a demonstration file), ``bench`` and ``config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rl_control.config.errors import ConfigError
+
+log = logging.getLogger("rl_control")
+
+EPILOG = """\
+first steps:
+  rl-control launch config/pendulum_sim.yaml     train pendulum swing-up online through the ROS 2 graph
+  rl-control config check config/pendulum_sim.yaml
+  rl-control train --gym-env Pendulum-v1 --preset droq --steps 5000
+  rl-control eval runs/pendulum_sim/policy.onnx --env rl_control/PendulumSwingup-v0
+  rl-control bench learner --json
+
+Each subcommand has its own --help.
+"""
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from rl_control.config import load_experiment
+
+    class FlowListDumper(yaml.SafeDumper):
+        """Block mappings, one-line lists: the usual look of a ROS 2 parameter file."""
+
+    FlowListDumper.add_representer(
+        list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+    )
+
+    config = load_experiment(args.file)
+    if args.action == "check":
+        print(f"{args.file}: OK (task {config.shared.task}, preset {config.learner_node.preset})")
+    else:
+        print(f"# {args.file}, fully resolved (every key explicit)")
+        print(yaml.dump(config.to_ros_yaml(), Dumper=FlowListDumper, sort_keys=False), end="")
+    return 0
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from rl_control.launcher import run_launch
+
+    return run_launch(
+        Path(args.config),
+        graph=args.graph,
+        with_sim=not args.no_sim,
+        max_minutes=args.max_minutes,
+        progress=not args.no_progress,
+        stop_on_success=not args.no_stop_on_success,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rl_control.learning import train_gym
+
+    result = train_gym(
+        env_id=args.gym_env,
+        preset=args.preset,
+        steps=args.steps,
+        run_dir=Path(args.run_dir),
+        seed=args.seed,
+        eval_every=args.eval_every,
+        demo_file=Path(args.demos) if args.demos else None,
+    )
+    log.info("training finished: %s", result)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    import numpy as np
+
+    import rl_control.envs  # noqa: F401  (registers the rl_control/* environments)
+    from rl_control.learning import OnnxPolicy, evaluate_policy
+
+    policy = OnnxPolicy.from_file(Path(args.policy))
+    env = gym.make(args.env)
+    returns = evaluate_policy(env, lambda obs: policy(obs), episodes=args.episodes, seed=args.seed)
+    env.close()
+    print(
+        f"{args.policy} on {args.env}: mean return {np.mean(returns):.1f} ± {np.std(returns):.1f} "
+        f"over {len(returns)} deterministic episodes"
+    )
+    if args.json:
+        print(json.dumps({"returns": [float(r) for r in returns], "mean_return": float(np.mean(returns))}))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from rl_control.learning import export_run
+
+    path = export_run(Path(args.run_dir), Path(args.out) if args.out else None)
+    print(path)
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from rl_control.recording import bag_to_demonstrations
+
+    count = bag_to_demonstrations(Path(args.bag), Path(args.out), topic=args.topic)
+    print(f"wrote {count} transitions to {args.out}")
+    return 0
+
+
+def _bench_functions() -> dict[str, Callable[..., dict[str, Any]]]:
+    def learner(**kw: Any) -> dict[str, Any]:
+        from rl_control.learning.bench import bench_learner
+
+        return bench_learner(**kw)
+
+    def sample_efficiency(**kw: Any) -> dict[str, Any]:
+        from rl_control.learning.bench import bench_sample_efficiency
+
+        return bench_sample_efficiency(**kw)
+
+    def sim(**kw: Any) -> dict[str, Any]:
+        from rl_control.envs.bench import bench_sim
+
+        return bench_sim(**kw)
+
+    def control_loop(**kw: Any) -> dict[str, Any]:
+        from rl_control.ros.bench_control_loop import bench_control_loop
+
+        return bench_control_loop(**kw)
+
+    return {
+        "learner": learner,
+        "sample-efficiency": sample_efficiency,
+        "sim": sim,
+        "control-loop": control_loop,
+    }
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    result = _bench_functions()[args.which](json_output=args.json, quick=args.quick)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rl-control`` (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="rl-control",
+        description="RL robot control: simulate, train online, export and deploy policies.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "launch",
+        help="start a node graph (sim + actor + learner) without a ROS 2 distro",
+        description="Start the node graph of CONFIG as processes, stream their logs with "
+        "prefixes, show training progress, stop everything on Ctrl-C.",
+    )
+    p.add_argument("config", help="experiment YAML (ROS 2 parameter file), e.g. config/pendulum_sim.yaml")
+    p.add_argument(
+        "--graph",
+        default="sim_train",
+        choices=("sim_train", "deploy", "robot_finetune"),
+        help="which graph to start (default: sim_train)",
+    )
+    p.add_argument(
+        "--no-sim",
+        action="store_true",
+        help="deploy graph only: do not start sim_node (a real robot provides the topics)",
+    )
+    p.add_argument("--max-minutes", type=float, default=15.0, help="stop after this long (default: 15)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
+    p.add_argument(
+        "--no-stop-on-success",
+        action="store_true",
+        help="keep training after the policy reaches the task's success threshold",
+    )
+    p.set_defaults(func=_cmd_launch)
+
+    p = sub.add_parser("train", help="train in-process on a Gymnasium environment (no ROS)")
+    p.add_argument(
+        "--gym-env",
+        required=True,
+        help="continuous-action env id, e.g. Pendulum-v1 or rl_control/PendulumSwingup-v0",
+    )
+    p.add_argument("--preset", default="droq", help="sac, td3, redq, droq or rlpd (default: droq)")
+    p.add_argument("--steps", type=int, default=10_000, help="environment steps (default: 10000)")
+    p.add_argument(
+        "--run-dir", default="runs/train", help="checkpoints, TensorBoard logs and the ONNX export"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--eval-every", type=int, default=1000, help="deterministic evaluation period in env steps"
+    )
+    p.add_argument("--demos", help="npz demonstration file seeding the demo buffer")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate an ONNX policy deterministically on an environment")
+    p.add_argument("policy", help="ONNX file written by 'rl-control export' or the learner")
+    p.add_argument("--env", default="rl_control/PendulumSwingup-v0", help="Gymnasium env id")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="also print the returns as JSON")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="write the deterministic ONNX policy of a run directory's checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="output path (default: RUN_DIR/policy.onnx)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("record", help="turn recorded transitions (rosbag2 MCAP) into a demonstration npz")
+    p.add_argument("bag", help="MCAP file (rosbag2) holding the transitions topic")
+    p.add_argument("out", help="npz demonstration file to write")
+    p.add_argument("--topic", default="/rl_control/transitions")
+    p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("bench", help="benchmarks; print a table, or JSON with --json")
+    p.add_argument("which", choices=tuple(_bench_functions()))
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
+    p.add_argument("--quick", action="store_true", help="shorter run (rougher figures)")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("config", help="validate or print an experiment config")
+    p.add_argument("action", choices=("check", "show"), help="check: validate; show: print fully resolved")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``rl-control``; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
