@@ -26,7 +26,7 @@ def _candidates() -> list[Path]:
         from ament_index_python.packages import get_package_share_directory
 
         found.append(Path(get_package_share_directory(PACKAGE_NAME)))
-    except (ImportError, LookupError):  # no ament index, or the package is not registered there
+    except (ImportError, LookupError, OSError):  # no ament index, or rl_control not registered in it
         pass
     return found
 
