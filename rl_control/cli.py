@@ -62,6 +62,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         progress=not args.no_progress,
         stop_on_success=not args.no_stop_on_success,
+        task=args.task,
+        sim_mode=args.sim_mode,
+        policy_file=args.policy,
     )
 
 
@@ -182,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deploy graph only: do not start sim_node (a real robot provides the topics)",
     )
+    p.add_argument("--task", default="", help="task override (default: the config's)")
+    p.add_argument(
+        "--sim-mode", default="", choices=("", "lockstep", "realtime"), help="sim_node mode override"
+    )
+    p.add_argument("--policy", default="", help="ONNX policy for actor_node (deploy graph)")
     p.add_argument("--max-minutes", type=float, default=15.0, help="stop after this long (default: 15)")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
     p.add_argument(

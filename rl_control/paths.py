@@ -21,13 +21,13 @@ def _candidates() -> list[Path]:
     if override:
         found.append(Path(override))
     found.append(Path(__file__).resolve().parent.parent)  # source checkout
-    found.append(Path(sys.prefix) / "share" / PACKAGE_NAME)  # pip data_files
-    try:
+    try:  # colcon / ROS 2 install tree
         from ament_index_python.packages import get_package_share_directory
 
         found.append(Path(get_package_share_directory(PACKAGE_NAME)))
     except (ImportError, LookupError, OSError):  # no ament index, or rl_control not registered in it
         pass
+    found.append(Path(sys.prefix) / "share" / PACKAGE_NAME)  # pip data_files
     return found
 
 

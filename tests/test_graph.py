@@ -1,0 +1,114 @@
+"""One graph definition: the ROS 2 launch files and ``rl-control launch`` start the same nodes.
+
+``launch``/``launch_ros`` are not on PyPI, so the launch files run here against minimal stand-ins that
+record what they are asked to build; the real packages take the same calls in a ROS 2 distro.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from rl_control.graph import GRAPHS, graph_nodes, parameter_overrides
+from rl_control.launcher import node_command, resolved_config
+from rl_control.paths import share_dir
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+
+class _LaunchConfiguration:
+    values: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def perform(self, _context) -> str:
+        return self.values[self.name]
+
+
+@pytest.fixture
+def fake_launch(monkeypatch: pytest.MonkeyPatch) -> type[_LaunchConfiguration]:
+    modules = {
+        "launch": types.ModuleType("launch"),
+        "launch.actions": types.ModuleType("launch.actions"),
+        "launch.substitutions": types.ModuleType("launch.substitutions"),
+        "launch_ros": types.ModuleType("launch_ros"),
+        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
+    }
+    modules["launch"].LaunchDescription = lambda entities: list(entities)
+    modules["launch.actions"].DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
+    modules["launch.actions"].OpaqueFunction = type("OpaqueFunction", (_Recorder,), {})
+    modules["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
+    modules["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return _LaunchConfiguration
+
+
+def run_launch_file(graph: str, arguments: dict[str, str], launch_configuration) -> tuple[set[str], list]:
+    path = share_dir() / "launch" / f"{graph}.launch.py"
+    spec = importlib.util.spec_from_file_location(f"launch_file_{graph}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entities = module.generate_launch_description()
+    declared = {e.args[0] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    (opaque,) = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+    launch_configuration.values = {name: "" for name in declared} | arguments
+    return declared, opaque.kwargs["function"](context=None)
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_launch_files_start_the_graph_nodes(graph: str, fake_launch, tmp_path: Path) -> None:
+    config = str(share_dir() / "config" / "pendulum_sim.yaml")
+    declared, nodes = run_launch_file(graph, {"config": config, "with_sim": "true"}, fake_launch)
+    assert {"config", "task", "sim_mode", "policy_file"} <= declared
+    expected = graph_nodes(graph)
+    assert [(n.kwargs["name"], n.kwargs["executable"]) for n in nodes] == [
+        (s.name, s.executable) for s in expected
+    ]
+    for node, spec in zip(nodes, expected, strict=True):
+        assert node.kwargs["package"] == "rl_control"
+        assert node.kwargs["parameters"][0] == config
+        assert node.kwargs["parameters"][1] == parameter_overrides(graph, spec)
+        assert node.kwargs["respawn"] == spec.respawn
+        command = node_command(spec, Path(config), parameter_overrides(graph, spec))
+        assert command[2] == spec.module and f"__node:={spec.name}" in command
+
+
+def test_deploy_without_sim_and_with_a_policy(fake_launch) -> None:
+    _, nodes = run_launch_file(
+        "deploy", {"config": "x.yaml", "with_sim": "false", "policy_file": "/p.onnx"}, fake_launch
+    )
+    assert [n.kwargs["name"] for n in nodes] == ["actor_node"]
+    assert nodes[0].kwargs["parameters"][1] == {"mode": "deploy", "policy_file": "/p.onnx"}
+    assert [s.name for s in graph_nodes("deploy", with_sim=False)] == ["actor_node"]
+
+
+def test_launch_files_are_installed_for_every_graph() -> None:
+    shipped = {p.name.removesuffix(".launch.py") for p in (share_dir() / "launch").glob("*.launch.py")}
+    assert shipped == set(GRAPHS)
+
+
+def test_node_modules_exist() -> None:
+    for graph in GRAPHS:
+        for spec in graph_nodes(graph):
+            assert importlib.util.find_spec(spec.module) is not None, spec.module
+
+
+def test_launcher_validates_overrides_before_starting(tmp_path: Path) -> None:
+    from rl_control.config import ConfigError
+
+    config = share_dir() / "config" / "pendulum_sim.yaml"
+    resolved = resolved_config(config, "deploy", {"sim_node": {"mode": "deploy", "sim_mode": "realtime"}})
+    assert resolved.shared.mode == "deploy" and resolved.sim_node.sim_mode == "realtime"
+    with pytest.raises(ConfigError, match="policy_file"):
+        resolved_config(config, "deploy", {"actor_node": {"policy_file": str(tmp_path / "missing.onnx")}})
