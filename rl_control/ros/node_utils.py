@@ -1,0 +1,202 @@
+"""Helpers shared by the rl_control nodes: startup/config loading, signal handling, diagnostics."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from rl_control.config.errors import ConfigError
+from rl_control.ros.messages import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
+
+logger = logging.getLogger(__name__)
+
+OK = 0
+WARN = 1
+ERROR = 2
+_LEVEL_BYTES = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
+
+
+@dataclass
+class Status:
+    """One diagnostic status: severity (OK/WARN/ERROR), a one-line message and key/value figures."""
+
+    level: int = OK
+    message: str = "ok"
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def format_value(value: Any) -> str:
+    """Render a diagnostic value compactly (floats with 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+class DiagnosticsPublisher:
+    """Publishes ``/diagnostics`` at a fixed wall-clock period from a ``collect()`` callback."""
+
+    def __init__(
+        self,
+        node: Node,
+        collect: Callable[[], Status | Iterable[tuple[str, Status]]],
+        *,
+        period_s: float = 1.0,
+        hardware_id: str = "",
+    ) -> None:
+        self._node = node
+        self._collect = collect
+        self._hardware_id = hardware_id
+        self._publisher = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self._timer = node.create_timer(period_s, self.publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def build(self) -> DiagnosticArray:
+        """Collect the current statuses into a message (name prefixed by the node name)."""
+        collected = self._collect()
+        named = [("", collected)] if isinstance(collected, Status) else list(collected)
+        msg = DiagnosticArray()
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        for suffix, status in named:
+            entry = DiagnosticStatus()
+            entry.level = _LEVEL_BYTES[status.level]
+            entry.name = f"{self._node.get_name()}{': ' + suffix if suffix else ''}"
+            entry.message = status.message
+            entry.hardware_id = self._hardware_id
+            entry.values = [KeyValue(key=str(k), value=format_value(v)) for k, v in status.values.items()]
+            msg.status.append(entry)
+        return msg
+
+    def publish(self) -> None:
+        """Collect and publish one diagnostics message."""
+        try:
+            msg = self.build()
+        except Exception:  # a diagnostics bug must never take the node down
+            logger.exception("collecting diagnostics failed")
+            return
+        self._publisher.publish(msg)
+
+
+class RateMeter:
+    """Counts events and reports their rate over the time since the last ``rate()`` call."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._total = 0
+        self._since = time.monotonic()
+
+    def tick(self, n: int = 1) -> None:
+        self._count += n
+        self._total += n
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def rate(self) -> float:
+        """Events per second since the previous call; resets the window."""
+        now = time.monotonic()
+        elapsed = max(now - self._since, 1e-9)
+        value = self._count / elapsed
+        self._count = 0
+        self._since = now
+        return value
+
+
+class ThrottledLog:
+    """Log a repeated problem at most once per ``period_s`` with the number of occurrences."""
+
+    def __init__(self, log: Callable[[str], Any], period_s: float = 2.0) -> None:
+        self._log = log
+        self._period_s = period_s
+        self._last = -float("inf")
+        self._suppressed = 0
+
+    def __call__(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._period_s:
+            extra = f" ({self._suppressed} similar messages suppressed)" if self._suppressed else ""
+            self._log(message + extra)
+            self._last = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+
+
+class NodeApp(Protocol):
+    """What a node's application object provides to :func:`run_node`."""
+
+    #: Set (to a message) by a worker thread that died; :func:`run_node` then exits with code 1.
+    fatal_error: str | None
+
+    def shutdown(self) -> None:
+        """Stop threads and persist state; called once, before the node is destroyed."""
+
+
+def run_node(
+    node_name: str,
+    build_app: Callable[[Node, Any], NodeApp],
+    args: list[str] | None = None,
+    *,
+    spin_timeout_s: float = 0.05,
+) -> int:
+    """Run one rl_control node until SIGINT/SIGTERM; returns the process exit code.
+
+    Creates the node with parameters declared from the overrides (``--params-file``), validates them with
+    :func:`rl_control.config.config_from_node`, builds the application with ``build_app(node, config)``,
+    spins, and calls ``app.shutdown()`` on a signal. Config and setup errors give exit code 2 with a
+    clear message on stderr.
+    """
+    from rl_control.config import config_from_node
+
+    logging.basicConfig(level=logging.INFO, format=f"[{node_name}] %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv if args is None else args)
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    node: Node | None = None
+    app: NodeApp | None = None
+    try:
+        node = Node(node_name, automatically_declare_parameters_from_overrides=True)
+        try:
+            config = config_from_node(node)
+            app = build_app(node, config)
+        except (ConfigError, ValueError, FileNotFoundError) as exc:
+            print(f"{node_name}: configuration error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        node.get_logger().info(f"{node_name} running")
+        while not stop.is_set() and rclpy.ok() and app.fatal_error is None:
+            executor.spin_once(timeout_sec=spin_timeout_s)
+        if app.fatal_error is not None:
+            print(f"{node_name}: {app.fatal_error}", file=sys.stderr, flush=True)
+            return 1
+        node.get_logger().info(f"{node_name} shutting down")
+        return 0
+    finally:
+        if app is not None:
+            app.shutdown()
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,208 @@
+"""sim_node in a child process: lockstep stepping, /clock, command validation, reset and pause, realtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rclpy")
+
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+
+from rl_control.envs import make_task
+from rl_control.envs.simulator import MujocoSimulator
+from rl_control.ros import messages
+from rl_control.ros.node_process import NodeProcess
+from rl_control.ros.probe import RosProbe
+
+pytestmark = pytest.mark.ros
+
+CONTROLLER = "effort_controller"
+RATE_HZ = 50.0
+SEED = 3
+PERIOD_NS = 20_000_000
+STARTUP_S = 30.0
+
+
+def write_config(tmp_path: Path, *, shared: dict | None = None, sim: dict | None = None) -> Path:
+    document = {
+        "/**": {
+            "ros__parameters": {
+                "task": "pendulum_swingup",
+                "controller": CONTROLLER,
+                "control_rate_hz": RATE_HZ,
+                "run_dir": str(tmp_path / "run"),
+                "seed": SEED,
+                **(shared or {}),
+            }
+        },
+        "sim_node": {"ros__parameters": {"sim_mode": "lockstep", **(sim or {})}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def stamp_ns(msg: JointState) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+@pytest.fixture
+def probe():
+    with RosProbe("sim_test_probe") as ros_probe:
+        yield ros_probe
+
+
+class Lockstep:
+    """Drives a lockstep sim_node: one command, then wait for the state with the next stamp."""
+
+    def __init__(self, probe: RosProbe, node: NodeProcess) -> None:
+        self.probe = probe
+        self.node = node
+        self.states = probe.collect(JointState, messages.JOINT_STATES_TOPIC, messages.STATE_QOS)
+        self.clock = probe.collect(Clock, messages.CLOCK_TOPIC, messages.CLOCK_QOS)
+        self.commands = probe.publisher(
+            Float64MultiArray, messages.command_topic(CONTROLLER), messages.COMMAND_QOS
+        )
+        assert probe.spin_until(lambda: bool(self.states), STARTUP_S), f"no joint state:\n{node.output()}"
+        # The command subscription must be matched before the first command is sent.
+        assert probe.spin_until(lambda: self.commands.get_subscription_count() > 0, STARTUP_S)
+
+    @property
+    def latest(self) -> JointState:
+        return self.states[-1][1]
+
+    def wait_new_state(self, after_ns: int, timeout_s: float = 10.0) -> JointState:
+        def arrived() -> bool:
+            return stamp_ns(self.latest) > after_ns
+
+        assert self.probe.spin_until(arrived, timeout_s), (
+            f"no new state after {after_ns}:\n{self.node.output()}"
+        )
+        return self.latest
+
+    def step(self, values: list[float]) -> JointState:
+        before = stamp_ns(self.latest)
+        self.commands.publish(Float64MultiArray(data=values))
+        return self.wait_new_state(before)
+
+
+def test_lockstep_advances_one_period_per_command_matching_the_simulator(tmp_path: Path, probe) -> None:
+    with NodeProcess("sim_node", write_config(tmp_path)) as node:
+        sim = Lockstep(probe, node)
+        first = sim.latest
+        assert list(first.name) == ["hinge"]
+
+        # The same simulator in-process, reset from the same seeded distribution.
+        task = make_task("pendulum_swingup")
+        reference = MujocoSimulator(task.robot, control_rate_hz=RATE_HZ, seed=SEED)
+        reference.reset(*task.initial_state(np.random.default_rng(SEED)))
+        np.testing.assert_allclose(first.position, reference.state().position, rtol=0, atol=1e-12)
+
+        torques = [1.5, -2.0, 0.7, 0.0, 2.0, 1.0, -1.0, 0.3]
+        previous = stamp_ns(first)
+        for torque in torques:
+            state = sim.step([torque])
+            assert stamp_ns(state) - previous == PERIOD_NS  # exactly one control period per command
+            previous = stamp_ns(state)
+            reference.apply_command(np.array([torque]))
+            expected = reference.step()
+            np.testing.assert_allclose(state.position, expected.position, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(state.velocity, expected.velocity, rtol=0, atol=1e-12)
+            # /clock follows the published stamps.
+            assert probe.spin_until(lambda t=previous: clock_ns(sim) == t, 5.0), "/clock differs from stamp"
+
+        # No command, no step: within half a second only idle re-publications with the same stamp arrive.
+        probe.spin_for(0.7)
+        assert stamp_ns(sim.latest) == previous
+        np.testing.assert_array_equal(sim.latest.position, state.position)
+        assert clock_ns(sim) == previous
+
+        # Wrong length and NaN commands are rejected: the sim still advances, holding the previous command.
+        state = sim.step([1.0, 1.0])
+        reference.apply_command(np.array([torques[-1]]))
+        np.testing.assert_allclose(state.position, reference.step().position, rtol=0, atol=1e-12)
+        state = sim.step([float("nan")])
+        np.testing.assert_allclose(state.position, reference.step().position, rtol=0, atol=1e-12)
+        assert node.wait_for_output("rejected command on /effort_controller/commands", 5.0), node.output()
+    assert node.returncode == 0, node.output()
+
+
+def clock_ns(sim: Lockstep) -> int:
+    """The latest /clock time (-1 before any)."""
+    if not sim.clock:
+        return -1
+    msg = sim.clock[-1][1]
+    return msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+
+
+def test_reset_and_pause_services(tmp_path: Path, probe) -> None:
+    with NodeProcess("sim_node", write_config(tmp_path)) as node:
+        sim = Lockstep(probe, node)
+        for _ in range(3):
+            state = sim.step([2.0])
+        before = stamp_ns(state)
+        old_position = float(state.position[0])
+
+        response = probe.call(Trigger, messages.SIM_RESET_SERVICE, Trigger.Request())
+        assert response.success, response.message
+        assert "episode 2" in response.message
+        reset_state = sim.wait_new_state(before)
+        assert stamp_ns(reset_state) - before == PERIOD_NS  # the clock never goes back across episodes
+        assert float(reset_state.position[0]) != old_position
+        assert -1.0 <= float(reset_state.velocity[0]) <= 1.0  # the task's initial-state distribution
+
+        response = probe.call(SetBool, messages.SIM_PAUSE_SERVICE, SetBool.Request(data=True))
+        assert response.success and response.message == "paused"
+        paused_at = stamp_ns(sim.latest)
+        sim.commands.publish(Float64MultiArray(data=[1.0]))
+        probe.spin_for(0.6)
+        assert stamp_ns(sim.latest) == paused_at  # paused: the command did not step the sim
+
+        response = probe.call(SetBool, messages.SIM_PAUSE_SERVICE, SetBool.Request(data=False))
+        assert response.success and response.message == "running"
+        resumed = sim.wait_new_state(paused_at)  # the command received while paused is applied now
+        assert stamp_ns(resumed) - paused_at == PERIOD_NS
+        probe.spin_for(0.3)
+        assert stamp_ns(sim.latest) == stamp_ns(resumed)
+
+
+def test_realtime_mode_paces_by_the_wall_clock(tmp_path: Path, probe) -> None:
+    config = write_config(tmp_path, sim={"sim_mode": "realtime", "real_time_factor": 2.0})
+    with NodeProcess("sim_node", config) as node:
+        states = probe.collect(JointState, messages.JOINT_STATES_TOPIC, messages.STATE_QOS)
+        assert probe.spin_until(lambda: len(states) > 5, STARTUP_S), node.output()
+        start = len(states)
+        probe.spin_for(1.0)
+        window = states[start:]
+        # 50 Hz at real-time factor 2: 100 states per wall second (loose bounds: the machine is shared).
+        assert 60 <= len(window) <= 130, len(window)
+        stamps = np.array([stamp_ns(msg) for _, msg in window])
+        assert np.all(np.diff(stamps) % PERIOD_NS == 0) and np.all(np.diff(stamps) > 0)
+        sim_seconds = (stamps[-1] - stamps[0]) * 1e-9
+        wall_seconds = window[-1][0] - window[0][0]
+        assert sim_seconds / wall_seconds == pytest.approx(2.0, rel=0.3)
+
+
+@pytest.mark.parametrize(
+    ("shared", "sim", "expected"),
+    [
+        ({}, {"sim_mode": "lockstp"}, "did you mean 'lockstep'"),
+        ({"joint_names": ["elbow"]}, {}, "unknown ['elbow'], missing ['hinge']"),
+    ],
+)
+def test_bad_config_exits_with_a_clear_message(
+    tmp_path: Path, shared: dict, sim: dict, expected: str
+) -> None:
+    node = NodeProcess("sim_node", write_config(tmp_path, shared=shared, sim=sim)).start()
+    try:
+        assert node.wait(timeout_s=STARTUP_S) == 2
+    finally:
+        node.stop()
+    assert expected in node.output()
