@@ -154,6 +154,17 @@ class ActorNodeConfig:
             "min": 0,
         },
     )
+    require_enable: bool = field(
+        default=False,
+        metadata={
+            "help": "deadman: act only while /rl_control/enable (std_msgs/Bool) is true and fresher than "
+            "state_timeout_s; otherwise send the safe command"
+        },
+    )
+    max_command_rate: float = field(
+        default=0.0,
+        metadata={"help": "slew limit on policy commands in command units per second (0 = off)", "min": 0.0},
+    )
 
 
 @dataclass
