@@ -1,0 +1,187 @@
+"""Critic ensemble, targets, replay semantics and demonstration mixing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rl_control.learning import (
+    DemonstrationError,
+    Learner,
+    TransitionBatch,
+    load_demonstrations,
+    preset_config,
+)
+from rl_control.learning.agent import Agent
+from rl_control.learning.networks import CriticEnsemble
+from rl_control.learning.replay import ReplayBuffer, save_demonstrations
+
+OBS_DIM, ACT_DIM = 3, 2
+
+
+def make_batch(rows: int, seed: int = 0, obs_value: float | None = None) -> TransitionBatch:
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(rows, OBS_DIM)) if obs_value is None else np.full((rows, OBS_DIM), obs_value)
+    return TransitionBatch(
+        obs=obs,
+        action=rng.uniform(-1, 1, (rows, ACT_DIM)),
+        reward=rng.normal(size=rows),
+        next_obs=rng.normal(size=(rows, OBS_DIM)),
+        terminated=np.zeros(rows),
+        truncated=np.zeros(rows),
+    )
+
+
+def member_as_sequential(ensemble: CriticEnsemble, member: int) -> nn.Module:
+    """An ordinary nn.Sequential holding one member's weights (the loop reference)."""
+    layers: list[nn.Module] = []
+    for layer in range(ensemble.num_layers):
+        weight = getattr(ensemble, f"weight_{layer}")[member]
+        linear = nn.Linear(weight.shape[0], weight.shape[1])
+        linear.weight.data.copy_(weight.T)
+        linear.bias.data.copy_(getattr(ensemble, f"bias_{layer}")[member, 0])
+        layers.append(linear)
+        if layer < ensemble.num_layers - 1:
+            if ensemble.layer_norm:
+                norm = nn.LayerNorm(weight.shape[1])
+                norm.weight.data.copy_(getattr(ensemble, f"ln_gain_{layer}")[member, 0])
+                norm.bias.data.copy_(getattr(ensemble, f"ln_bias_{layer}")[member, 0])
+                layers.append(norm)
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_vectorized_ensemble_equals_loop_of_independent_critics(layer_norm: bool) -> None:
+    torch.manual_seed(0)
+    ensemble = CriticEnsemble(5, OBS_DIM + ACT_DIM, [16, 8], layer_norm=layer_norm)
+    with torch.no_grad():  # give LayerNorm affine parameters non-trivial, per-member values
+        for param in ensemble.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    obs, action = torch.randn(7, OBS_DIM), torch.rand(7, ACT_DIM) * 2 - 1
+    vectorized = ensemble(obs, action)
+    looped = torch.stack(
+        [member_as_sequential(ensemble, m)(torch.cat((obs, action), -1)).squeeze(-1) for m in range(5)]
+    )
+    assert vectorized.shape == (5, 7)
+    torch.testing.assert_close(vectorized, looped, rtol=1e-5, atol=1e-5)
+    # Gradients too: the loss of member 2 only moves member 2's weights.
+    vectorized[2].sum().backward()
+    grad = ensemble.weight_1.grad
+    assert grad is not None and grad[2].abs().sum() > 0
+    assert torch.count_nonzero(grad[[0, 1, 3, 4]]) == 0
+    subset = ensemble(obs, action, torch.tensor([4, 1]))
+    torch.testing.assert_close(subset, vectorized[[4, 1]].detach())
+
+
+def test_target_uses_exactly_m_sampled_members() -> None:
+    torch.manual_seed(0)
+    config = preset_config("redq", hidden_sizes=[16, 16], device="cpu")
+    agent = Agent(OBS_DIM, ACT_DIM, config, torch.device("cpu"))
+    members = agent.sample_target_members()
+    assert members is not None and len(members) == 2 and len(set(members.tolist())) == 2
+    chosen = torch.tensor([3, 7])
+    agent.sample_target_members = lambda: chosen  # type: ignore[method-assign]
+    next_obs = torch.randn(32, OBS_DIM)
+    torch.manual_seed(1)
+    baseline = agent.target_value(next_obs)
+    with torch.no_grad():  # change every member that is not chosen: the target must not move
+        for param in agent.critic_target.parameters():
+            others = [m for m in range(10) if m not in chosen.tolist()]
+            param[others] += 5.0
+    torch.manual_seed(1)
+    torch.testing.assert_close(agent.target_value(next_obs), baseline, rtol=0, atol=0)
+    with torch.no_grad():
+        agent.critic_target.bias_2[7] += 5.0  # a chosen member moves the min
+    torch.manual_seed(1)
+    assert not torch.equal(agent.target_value(next_obs), baseline)
+    # And the value is the min of those two members minus the entropy term.
+    torch.manual_seed(1)
+    action, log_prob = agent.actor.sample(next_obs)
+    manual = agent.critic_target(next_obs, action, chosen).amin(0) - agent.log_alpha.exp() * log_prob
+    torch.manual_seed(1)
+    torch.testing.assert_close(agent.target_value(next_obs), manual.detach())
+
+
+def test_truncation_bootstraps_and_termination_does_not() -> None:
+    buffer = ReplayBuffer(8, OBS_DIM, ACT_DIM)
+    batch = make_batch(3)
+    batch.terminated = np.array([0.0, 1.0, 0.0], np.float32)
+    batch.truncated = np.array([0.0, 0.0, 1.0], np.float32)
+    buffer.add(batch.validated(OBS_DIM, ACT_DIM))
+    one_step = buffer.gather(np.array([0, 1, 2]), n_step=1, gamma=0.9)
+    np.testing.assert_allclose(one_step["discount"], [0.9, 0.0, 0.9])
+    # n-step: stops at episode ends, discount gamma**k, zero only after a true termination.
+    rewards = np.array([1.0, 2.0, 4.0, 8.0, 16.0], np.float32)
+    buffer = ReplayBuffer(16, OBS_DIM, ACT_DIM)
+    stream = make_batch(5)
+    stream.reward = rewards
+    stream.truncated = np.array([0, 1, 0, 0, 0], np.float32)  # episode 1 truncated after row 1
+    stream.terminated = np.array([0, 0, 0, 1, 0], np.float32)  # episode 2 terminates at row 3
+    buffer.add(stream.validated(OBS_DIM, ACT_DIM))
+    out = buffer.gather(np.array([0, 2, 3, 4]), n_step=3, gamma=0.5)
+    np.testing.assert_allclose(out["reward"], [1 + 0.5 * 2, 4 + 0.5 * 8, 8, 16])
+    np.testing.assert_allclose(out["discount"], [0.25, 0.0, 0.0, 0.5])  # row 4: newest, bootstraps
+    np.testing.assert_array_equal(out["next_obs"], buffer.next_obs[[1, 3, 3, 4]])
+
+
+def test_symmetric_sampling_draws_exact_demo_share(tmp_path: Path) -> None:
+    config = preset_config("rlpd", hidden_sizes=[8], batch_size=64, learning_starts=0, device="cpu")
+    learner = Learner.create_or_resume(tmp_path / "run", OBS_DIM, ACT_DIM, config)
+    learner.add_transitions(make_batch(500, obs_value=1.0))
+    demos = make_batch(40, seed=3, obs_value=-1.0)
+    demos.truncated[-1] = 1.0
+    save_demonstrations(tmp_path / "demos.npz", demos)
+    assert learner.add_demonstrations(tmp_path / "demos.npz") == 40
+    minibatches = learner.sample(20)
+    from_demos = (minibatches.obs[..., 0] < 0).sum(dim=1)
+    assert minibatches.obs.shape == (20, 64, OBS_DIM)
+    assert torch.all(from_demos == 32)
+    learner.config.demo_fraction = 0.25
+    assert torch.all((learner.sample(5).obs[..., 0] < 0).sum(dim=1) == 16)
+
+
+def test_demonstration_file_is_validated(tmp_path: Path) -> None:
+    good = make_batch(10)
+    save_demonstrations(tmp_path / "good.npz", good)
+    loaded = load_demonstrations(tmp_path / "good.npz", OBS_DIM, ACT_DIM)
+    assert len(loaded) == 10 and loaded.truncated[-1] == 1.0  # closed so n-step never crosses files
+    with pytest.raises(DemonstrationError, match=r"'obs' has shape \(10, 3\), expected \(B, 4\)"):
+        load_demonstrations(tmp_path / "good.npz", 4, ACT_DIM)
+    np.savez(tmp_path / "missing.npz", obs=good.obs)
+    with pytest.raises(DemonstrationError, match="missing array"):
+        load_demonstrations(tmp_path / "missing.npz", OBS_DIM, ACT_DIM)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DemonstrationError, match="not a readable npz"):
+        load_demonstrations(tmp_path / "junk.npz", OBS_DIM, ACT_DIM)
+
+
+def test_bad_transitions_are_rejected_with_the_field_named(tmp_path: Path) -> None:
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, preset_config("sac", hidden_sizes=[8]))
+    batch = make_batch(4)
+    batch.reward[2] = np.nan
+    with pytest.raises(ValueError, match=r"'reward' has non-finite values in row\(s\) \[2\]"):
+        learner.add_transitions(batch)
+    with pytest.raises(ValueError, match=r"'action' has shape \(4, 3\)"):
+        learner.add_transitions(TransitionBatch(**{**make_batch(4).__dict__, "action": np.zeros((4, 3))}))
+    assert learner.env_steps == 0 and len(learner.replay) == 0
+
+
+def test_training_changes_weights_and_counts_updates(tmp_path: Path) -> None:
+    config = preset_config("droq", hidden_sizes=[16, 16], batch_size=32, utd_ratio=3, learning_starts=10)
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    learner.add_transitions(make_batch(5))
+    assert not learner.ready and learner.train(1) == {}
+    learner.add_transitions(make_batch(20, seed=1))
+    before = learner.agent.actor.mean_head.weight.detach().clone()
+    metrics = learner.train(4)
+    assert learner.num_updates == 12
+    assert {"critic_loss", "actor_loss", "alpha", "entropy"} <= set(metrics)
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert not torch.equal(before, learner.agent.actor.mean_head.weight)
+    action = learner.act(np.zeros(OBS_DIM), deterministic=True)
+    assert action.shape == (ACT_DIM,) and np.all(np.abs(action) <= 1.0)

@@ -1,0 +1,186 @@
+"""Checkpoints: atomic, checksummed, bit-identical resume, fallback over corrupt files; ONNX export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_control.learning import (
+    CheckpointError,
+    ExportError,
+    InvalidPolicyError,
+    Learner,
+    OnnxPolicy,
+    TransitionBatch,
+    preset_config,
+)
+from rl_control.learning.onnx_policy import verify_export
+
+OBS_DIM, ACT_DIM = 4, 2
+CONFIG = {"hidden_sizes": [16, 16], "batch_size": 16, "learning_starts": 8, "buffer_capacity": 64}
+
+
+def stream(rows: int, seed: int) -> TransitionBatch:
+    rng = np.random.default_rng(seed)
+    return TransitionBatch(
+        obs=rng.normal(2.0, 3.0, (rows, OBS_DIM)),
+        action=rng.uniform(-1, 1, (rows, ACT_DIM)),
+        reward=rng.normal(size=rows),
+        next_obs=rng.normal(2.0, 3.0, (rows, OBS_DIM)),
+        terminated=(rng.random(rows) < 0.05).astype(np.float32),
+        truncated=(np.arange(rows) % 10 == 9).astype(np.float32),
+    )
+
+
+def weights(learner: Learner) -> list[torch.Tensor]:
+    return [*learner.agent.critic.parameters(), *learner.agent.actor.parameters(), learner.agent.log_alpha]
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np, torch
+    sys.path.insert(0, {root!r})
+    from tests.test_learning_persistence import CONFIG, OBS_DIM, ACT_DIM, stream, weights
+    from rl_control.learning import Learner, preset_config
+    config = preset_config({preset!r}, **CONFIG)
+    learner = Learner.create_or_resume({run!r}, OBS_DIM, ACT_DIM, config, seed=7)
+    learner.add_transitions(stream(50, 0))   # wraps the 64-slot ring below
+    learner.train(3)
+    learner.save_checkpoint()
+    learner.add_transitions(stream(40, 1))
+    learner.train(2)
+    learner.save_checkpoint()
+    learner.train(2)                          # the "next update" after the last checkpoint
+    torch.save([w.detach() for w in weights(learner)], {expected!r})
+    os.kill(os.getpid(), signal.SIGKILL)     # no clean shutdown
+    """
+)
+
+
+@pytest.mark.parametrize("preset", ["droq", "td3"])
+def test_save_kill_resume_gives_bit_identical_next_update(tmp_path: Path, preset: str) -> None:
+    run, expected = tmp_path / "run", tmp_path / "expected.pt"
+    root = str(Path(__file__).resolve().parent.parent)
+    code = CHILD.format(root=root, preset=preset, run=str(run), expected=str(expected))
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    config = preset_config(preset, **CONFIG)
+    resumed = Learner.create_or_resume(run, OBS_DIM, ACT_DIM, config, seed=123)  # seed must not matter
+    assert (resumed.num_updates, resumed.env_steps, resumed.replay.total_added) == (
+        5 * config.utd_ratio,
+        90,
+        90,
+    )
+    resumed.train(2)
+    reference = torch.load(expected, weights_only=True)
+    for got, want in zip(weights(resumed), reference, strict=True):
+        assert torch.equal(got.detach(), want)
+
+
+def test_replay_is_persisted_in_appended_chunks(tmp_path: Path) -> None:
+    config = preset_config("sac", **CONFIG)
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    learner.add_transitions(stream(30, 0))
+    learner.save_checkpoint()
+    first = sorted(p.name for p in (tmp_path / "replay").iterdir())
+    learner.add_transitions(stream(10, 1))
+    learner.save_checkpoint()
+    second = sorted(p.name for p in (tmp_path / "replay").iterdir())
+    assert first == ["chunk_000000000000_000000000030.npz"]
+    assert second == [*first, "chunk_000000000030_000000000040.npz"]  # old chunk untouched, delta appended
+    learner.add_transitions(stream(100, 2))  # past capacity: chunks no longer needed are dropped
+    learner.save_checkpoint()
+    manifest = json.loads(sorted((tmp_path / "checkpoints").glob("*.json"))[-1].read_text())
+    assert [(c["start"], c["end"]) for c in manifest["replay_chunks"]] == [(76, 140)]
+    resumed = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    np.testing.assert_array_equal(resumed.replay.obs, learner.replay.obs)
+    np.testing.assert_array_equal(resumed.replay.next_obs, learner.replay.next_obs)
+
+
+def test_corrupt_checkpoint_is_detected_and_resume_falls_back(tmp_path: Path, caplog) -> None:
+    config = preset_config("sac", **CONFIG)
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    learner.add_transitions(stream(20, 0))
+    learner.train(2)
+    learner.save_checkpoint()
+    learner.train(3)
+    newest = learner.save_checkpoint()
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    resumed = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    assert resumed.num_updates == 2
+    assert "checksum mismatch" in caplog.text
+    for path in (tmp_path / "checkpoints").glob("*.pt"):  # truncate everything: a clear error
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint.*truncated"):
+        Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+
+
+def test_run_directory_conflicts_are_reported(tmp_path: Path) -> None:
+    config = preset_config("sac", **CONFIG)
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    learner.add_transitions(stream(10, 0))
+    learner.save_checkpoint()
+    with pytest.raises(ValueError, match="obs_dim=4, act_dim=2, not obs_dim=5"):
+        Learner.create_or_resume(tmp_path, 5, ACT_DIM, config)
+    with pytest.raises(ValueError, match=r"num_critics: run has 2, requested 10"):
+        Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, preset_config("redq", **CONFIG))
+    with pytest.raises(FileExistsError):
+        Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config, resume=False)
+    tuned = Learner.create_or_resume(
+        tmp_path, OBS_DIM, ACT_DIM, preset_config("sac", **{**CONFIG, "utd_ratio": 4})
+    )
+    assert tuned.config.utd_ratio == 4 and tuned.env_steps == 10
+
+
+@pytest.mark.parametrize("preset", ["sac", "td3"])
+def test_exported_onnx_matches_torch(tmp_path: Path, preset: str) -> None:
+    config = preset_config(preset, normalize_observations=True, **CONFIG)
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config, metadata={"joint_names": "a,b"})
+    learner.add_transitions(stream(40, 0))
+    learner.train(3)
+    path = tmp_path / "policy.onnx"
+    data = learner.export_onnx(path, stochastic=True)
+    assert path.read_bytes() == data
+    policy = OnnxPolicy.from_file(path)
+    assert (policy.obs_dim, policy.act_dim, policy.version, policy.stochastic) == (OBS_DIM, ACT_DIM, 1, True)
+    assert policy.joint_names == ["a", "b"] and policy.metadata["algorithm"] == preset
+    obs = np.random.default_rng(1).normal(2.0, 3.0, (20, OBS_DIM)).astype(np.float32)
+    expected = learner.act(obs, deterministic=True)
+    got = np.stack([policy(o) for o in obs])  # zero noise == deterministic action
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    noisy = policy(obs[0], np.ones(ACT_DIM, np.float32))
+    assert np.all(np.abs(noisy) <= 1.0) and not np.allclose(noisy, got[0])
+    deterministic = OnnxPolicy.from_bytes(learner.export_onnx(stochastic=False))
+    assert deterministic.version == 2 and not deterministic.stochastic
+    np.testing.assert_allclose(np.stack([deterministic(o) for o in obs]), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="expects"):
+        deterministic(np.zeros(OBS_DIM + 1, np.float32))
+
+
+def test_export_verification_and_policy_loading_fail_loudly(tmp_path: Path) -> None:
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, preset_config("sac", **CONFIG))
+    data = learner.export_onnx(stochastic=False)
+    other = Learner.create_or_resume(
+        tmp_path / "other", OBS_DIM, ACT_DIM, preset_config("sac", **CONFIG), seed=5
+    )
+    with pytest.raises(ExportError, match="differs from torch"):
+        verify_export(
+            data, other.agent.actor, other.agent.normalizer, stochastic=False, exploration_noise=0.1
+        )
+    with pytest.raises(InvalidPolicyError, match="not a readable ONNX model"):
+        OnnxPolicy.from_bytes(b"\x00garbage" * 10)
+    with pytest.raises(InvalidPolicyError, match="cannot read"):
+        OnnxPolicy.from_file(tmp_path / "absent.onnx")
+    assert not (tmp_path / "absent.onnx").exists()
+    assert os.environ.get("ROS_DOMAIN_ID")  # conftest isolation is in place for subprocesses too
