@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from functools import cache
 
 import mujoco
 import numpy as np
@@ -22,7 +23,7 @@ from rl_control.envs.state import RobotState
 
 log = logging.getLogger(__name__)
 
-# Model fields the randomization edits, and those ``mj_setConst`` derives from them; all restored at reset.
+# Model fields the randomization edits; those ``mj_setConst`` derives from them are found by probing.
 _RANDOMIZED_FIELDS = (
     "geom_friction",
     "body_mass",
@@ -35,24 +36,33 @@ _RANDOMIZED_FIELDS = (
     "actuator_biasprm",
     "actuator_forcerange",
 )
-_DERIVED_FIELDS = (
-    "body_subtreemass",
-    "body_invweight0",
-    "dof_invweight0",
-    "tendon_invweight0",
-    "tendon_length0",
-    "actuator_acc0",
-    "actuator_length0",
-    "cam_pos0",
-    "cam_poscom0",
-    "cam_mat0",
-    "light_pos0",
-    "light_poscom0",
-    "light_dir0",
-    "qpos_spring",
-)
 _STAT_FIELDS = ("meaninertia", "meanmass", "meansize", "extent", "center")
 _MIN_MASS_FRACTION = 0.1  # added mass never takes a body below 10 % of its nominal mass
+
+
+def _model_arrays(model: mujoco.MjModel) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name in dir(model):
+        if not name.startswith("_"):
+            value = getattr(model, name)
+            if isinstance(value, np.ndarray):
+                arrays[name] = value
+    return arrays
+
+
+@cache
+def _fields_to_restore(robot: str) -> tuple[str, ...]:
+    """The randomized model fields plus every field ``mj_setConst`` derives from them (probed once)."""
+    probe = load_model(robot)
+    before = {name: value.copy() for name, value in _model_arrays(probe).items()}
+    for name in _RANDOMIZED_FIELDS:
+        getattr(probe, name)[...] *= 1.37
+    probe.body_ipos[...] += 0.01
+    mujoco.mj_setConst(probe, mujoco.MjData(probe))
+    derived = [
+        name for name, value in _model_arrays(probe).items() if not np.array_equal(value, before[name])
+    ]
+    return tuple(sorted(set(derived) | set(_RANDOMIZED_FIELDS)))
 
 
 class MujocoSimulator:
@@ -280,10 +290,7 @@ class MujocoSimulator:
 
     # ------------------------------------------------------------------ randomization
     def _snapshot_nominal(self) -> None:
-        nominal = self._nominal
-        self._restore_fields = [
-            name for name in (*_RANDOMIZED_FIELDS, *_DERIVED_FIELDS) if hasattr(nominal, name)
-        ]
+        self._restore_fields = _fields_to_restore(self.robot)
 
     def _restore_nominal(self) -> None:
         model, nominal = self.model, self._nominal

@@ -129,7 +129,7 @@ class PendulumSwingup(Task):
             "pendulum",
             control_rate_hz=50.0,
             episode_steps=200,
-            success_threshold=-40.0,
+            success_threshold=-60.0,
             observation_dim=3,
         )
 
@@ -194,13 +194,17 @@ class CartpoleSwingup(Task):
 class ArmReach(Task):
     """Move the end effector of a 4-joint servo arm to a random target in its workspace.
 
-    Action = joint position deltas: ``target = measured position + 0.1 rad × action`` (bounded motion per
-    tick, safe on hardware). Observation ``[q (4), q̇ (4), ee (3), target (3), target - ee (3)]``; the
-    end-effector position comes from forward kinematics of the measured joint positions.
+    Action = joint position deltas on the servo targets: ``target += 0.1 rad × action`` (the first command
+    of an episode starts from the measured position; the target never leads the measured position by more
+    than 0.3 rad), so a zero action holds the pose and motion per tick is bounded (safe on hardware).
+    The episode's target position and the servo targets live in the task: call ``reset()`` per episode.
+    Observation ``[q (4), q̇ (4), ee (3), target (3), target - ee (3)]``; the end-effector
+    position comes from forward kinematics of the measured joint positions.
     Reward ``1 - tanh(d / 0.1) - 0.01 |a|²`` with d the end-effector distance to the target [m].
     """
 
     DELTA_SCALE = 0.1
+    MAX_LEAD = 0.3  # rad: the servo target stays within this of the measured position
     TARGET_RADIUS = (0.15, 0.35)  # m from the shoulder
 
     def __init__(self) -> None:
@@ -209,7 +213,7 @@ class ArmReach(Task):
             "arm",
             control_rate_hz=50.0,
             episode_steps=100,
-            success_threshold=60.0,
+            success_threshold=65.0,
             observation_dim=17,
         )
         self._fk_model = load_model("arm")
@@ -218,8 +222,10 @@ class ArmReach(Task):
         self._shoulder = self._fk_model.body("upper_arm").pos + self._fk_model.body("turret").pos
         self._qpos_adr = np.array(self.spec.qpos_adr)
         self.target = np.zeros(3)
+        self._servo_target: np.ndarray | None = None
 
     def reset(self, rng: np.random.Generator) -> None:
+        self._servo_target = None
         radius = rng.uniform(*self.TARGET_RADIUS)
         azimuth = rng.uniform(-math.pi * 0.75, math.pi * 0.75)
         elevation = rng.uniform(-0.2, 0.9)
@@ -260,8 +266,13 @@ class ArmReach(Task):
 
     def command(self, action: np.ndarray, state: RobotState) -> np.ndarray:
         action = self.check_action(action)
-        target = np.asarray(state.position, dtype=np.float64) + self.DELTA_SCALE * action
-        return np.clip(target, self.command_low, self.command_high)
+        position = np.asarray(state.position, dtype=np.float64)
+        base = position if self._servo_target is None else self._servo_target
+        target = base + self.DELTA_SCALE * action
+        # Never let the target run away from the measured pose (no wind-up against an obstacle).
+        target = np.clip(target, position - self.MAX_LEAD, position + self.MAX_LEAD)
+        self._servo_target = np.clip(target, self.command_low, self.command_high)
+        return self._servo_target.copy()
 
     def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
