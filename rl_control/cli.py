@@ -2,7 +2,8 @@
 
 Subcommands: ``launch`` (the node graph), ``train`` (in-process training on a Gymnasium env),
 ``eval`` (deterministic evaluation of an ONNX policy), ``export`` (ONNX from a run directory),
-``record`` (transitions from a rosbag2/MCAP file into a demonstration file), ``bench`` and ``config``.
+``record`` (topics into a rosbag2 MCAP file; a bag's transitions into a demonstration file),
+``bench`` and ``config``.
 """
 
 from __future__ import annotations
@@ -113,10 +114,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from rl_control.recording import bag_to_demonstrations
+    from rl_control import recording
 
-    count = bag_to_demonstrations(Path(args.bag), Path(args.out), topic=args.topic)
-    print(f"wrote {count} transitions to {args.out}")
+    if args.what == "topics":
+        topics = args.topic or ["/rl_control/transitions"]
+        counts = recording.record_topics(Path(args.out), topics, args.duration)
+        print(f"wrote {args.out}: " + ", ".join(f"{topic} {n} messages" for topic, n in counts.items()))
+    else:
+        count = recording.bag_to_demonstrations(Path(args.bag), Path(args.out), topic=args.topic)
+        print(f"wrote {count} transitions to {args.out}")
     return 0
 
 
@@ -230,11 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output path (default: RUN_DIR/policy.onnx)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("record", help="turn recorded transitions (rosbag2 MCAP) into a demonstration npz")
-    p.add_argument("bag", help="MCAP file (rosbag2) holding the transitions topic")
-    p.add_argument("out", help="npz demonstration file to write")
-    p.add_argument("--topic", default="/rl_control/transitions")
-    p.set_defaults(func=_cmd_record)
+    p = sub.add_parser("record", help="record topics to a rosbag2 MCAP file; turn a bag into demonstrations")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    r = what.add_parser("topics", help="record live topics into a rosbag2-compatible MCAP file")
+    r.add_argument("out", help="MCAP file to write")
+    r.add_argument(
+        "--topic",
+        action="append",
+        default=None,
+        help="topic to record (repeatable; default: the transitions topic)",
+    )
+    r.add_argument("--duration", type=float, default=60.0, help="seconds to record (default: 60)")
+    r.set_defaults(func=_cmd_record)
+    r = what.add_parser("demos", help="write the transitions of a bag as a demonstration npz")
+    r.add_argument("bag", help="MCAP file (rosbag2) holding the transitions topic")
+    r.add_argument("out", help="npz demonstration file to write")
+    r.add_argument("--topic", default="/rl_control/transitions")
+    r.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("bench", help="benchmarks; print a table, or JSON with --json")
     p.add_argument("which", choices=tuple(_bench_functions()))

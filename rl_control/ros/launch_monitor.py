@@ -31,10 +31,10 @@ MIN_EVAL_PERIOD_S = 10.0
 
 def evaluate_onnx(policy, task: str, episodes: int, seed: int = 1000) -> list[float]:
     """Deterministic returns of an :class:`~rl_control.learning.OnnxPolicy` on ``task`` in simulation."""
-    from rl_control.envs import make_env
+    from rl_control.envs import RobotTaskEnv
     from rl_control.learning import evaluate_policy
 
-    env = make_env(task)
+    env = RobotTaskEnv(task)
     try:
         return evaluate_policy(env, lambda obs: policy(obs), episodes=episodes, seed=seed)
     finally:
