@@ -122,3 +122,19 @@ def test_quadruped_observation_needs_imu_and_odometry() -> None:
     bare = RobotState(position=np.zeros(n), velocity=np.zeros(n), effort=np.zeros(n))
     with pytest.raises(ValueError, match="IMU"):
         task.observation(bare)
+
+
+def test_bench_sim_reports_every_robot() -> None:
+    import io
+
+    from rich.console import Console
+
+    from rl_control.envs.bench import bench_sim
+
+    buffer = io.StringIO()
+    result = bench_sim(json_output=True, quick=True, console=Console(file=buffer, width=120))
+    assert set(result["robots"]) == set(ROBOTS)
+    for figures in result["robots"].values():
+        assert figures["env_steps_per_s"] > 0 and figures["raw_steps_per_s"] > figures["env_steps_per_s"]
+        assert math.isfinite(figures["overhead"])
+    assert "quadruped" in buffer.getvalue()

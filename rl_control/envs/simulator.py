@@ -37,7 +37,18 @@ _RANDOMIZED_FIELDS = (
     "actuator_forcerange",
 )
 _STAT_FIELDS = ("meaninertia", "meanmass", "meansize", "extent", "center")
+_NOISE_BLOCK = 64  # control steps of observation noise drawn per generator call
 _MIN_MASS_FRACTION = 0.1  # added mass never takes a body below 10 % of its nominal mass
+
+
+def _as_index(indices: np.ndarray) -> slice | np.ndarray:
+    """A slice when ``indices`` are consecutive (a view, no gather), else the index array itself."""
+    indices = np.asarray(indices, dtype=np.intp)
+    if indices.size == 0:
+        return slice(0, 0)
+    if np.array_equal(indices, np.arange(indices[0], indices[0] + indices.size)):
+        return slice(int(indices[0]), int(indices[0]) + indices.size)
+    return indices
 
 
 def _model_arrays(model: mujoco.MjModel) -> dict[str, np.ndarray]:
@@ -80,6 +91,12 @@ class MujocoSimulator:
         self.spec = robot_spec(robot)
         self.model = load_model(robot)
         self.data = mujoco.MjData(self.model)
+        # Views into MjData, cached: each attribute access on MjData builds a new array object.
+        self._data_ctrl = self.data.ctrl
+        self._data_qpos = self.data.qpos
+        self._data_qvel = self.data.qvel
+        self._data_qfrc_actuator = self.data.qfrc_actuator
+        self._data_sensordata = self.data.sensordata
         self._nominal = load_model(robot)
         self.randomization = randomization if randomization is not None else RandomizationConfig()
         self.joint_names = self.spec.joint_names
@@ -153,11 +170,13 @@ class MujocoSimulator:
         self._stamp_index = offset
         self._measure_dim = offset + 1
         sensor_src = [np.arange(s.start, s.stop) for s in self._imu_slices.values()]
-        self._sensor_src = np.concatenate(sensor_src).astype(np.intp) if sensor_src else np.zeros(0, np.intp)
-        self._sensor_dst = slice(3 * n, offset)
-        self._measure = np.zeros(self._measure_dim)
-
+        self._qpos_index = _as_index(self._qpos_adr)
+        self._dof_index = _as_index(self._dof_adr)
+        self._sensor_index = _as_index(np.concatenate(sensor_src) if sensor_src else np.zeros(0, np.intp))
+        self._stamp_buffer = np.zeros(1)
         self._noise_std = np.zeros(self._measure_dim)
+        self._noise_block = np.zeros((0, self._measure_dim))
+        self._noise_row = _NOISE_BLOCK
         self._noise_active = False
         self._history: deque[np.ndarray] = deque()
         self._delay_steps = 0
@@ -222,8 +241,8 @@ class MujocoSimulator:
                 f"{self.robot}: command must have shape ({self._n},) for joints {self.joint_names}, "
                 f"got {command.shape}"
             )
-        if not np.isfinite(command).all():
-            raise ValueError(f"{self.robot}: command contains non-finite values: {command}")
+        if not math.isfinite(command.dot(command)):  # one reduction catches NaN, ±inf (and absurd values)
+            raise ValueError(f"{self.robot}: command has non-finite (or absurdly large) values: {command}")
         clipped = np.minimum(np.maximum(command, self._command_low), self._command_high)
         ctrl = self._ctrl
         if self._identity_actuation:
@@ -231,7 +250,7 @@ class MujocoSimulator:
         else:
             ctrl[self._actuator_ids] = clipped[self._actuated_joints]
         if self._latency_steps == 0:
-            self.data.ctrl[:] = ctrl
+            self._data_ctrl[:] = ctrl
         else:
             self._pending.append((self._physics_step + self._latency_steps, ctrl.copy()))
 
@@ -245,7 +264,7 @@ class MujocoSimulator:
             if due > self._physics_step:
                 mujoco.mj_step(model, data, due - self._physics_step)
                 self._physics_step = due
-            data.ctrl[:] = ctrl
+            self._data_ctrl[:] = ctrl
         if target > self._physics_step:
             mujoco.mj_step(model, data, target - self._physics_step)
         self._physics_step = target
@@ -260,19 +279,19 @@ class MujocoSimulator:
 
     # ------------------------------------------------------------------ measurement
     def _measure_state(self) -> RobotState:
-        m = self._measure
-        self._fill_measure(m)
+        m = self._gather()
         if self._noise_active:
-            noisy = self._rng.standard_normal(self._measure_dim)
-            noisy *= self._noise_std
-            noisy += m
-            m = noisy
+            if self._noise_row == _NOISE_BLOCK:
+                # Draw noise for many steps at once (one generator call instead of one per step).
+                self._noise_block = self._rng.standard_normal((_NOISE_BLOCK, self._measure_dim))
+                self._noise_block *= self._noise_std
+                self._noise_row = 0
+            m += self._noise_block[self._noise_row]
+            self._noise_row += 1
             quat = self._quat_slice
             if quat is not None:
                 q = m[quat]
-                q /= math.sqrt(float(q @ q))
-        else:
-            m = m.copy()
+                q *= 1.0 / math.sqrt(q.dot(q))
         if self._delay_steps:
             self._history.append(m)
             m = self._history.popleft()
@@ -378,25 +397,28 @@ class MujocoSimulator:
             quat = self._layout["imu_orientation"]
             std[quat.start + 1 : quat.stop] = 0.5 * noise.imu_orientation  # small rotation: q ≈ (1, δθ/2)
         self._noise_active = bool(np.any(std > 0))
+        self._noise_row = _NOISE_BLOCK
         if cfg.push_velocity > 0:
             self._next_push_time = float(rng.uniform(*cfg.push_interval_s))
         info["push_count"] = 0.0
         if self._delay_steps:
             # Until the delay has elapsed the robot reports its initial state.
-            initial = np.empty(self._measure_dim)
-            self._fill_measure(initial)
+            initial = self._gather()
             for _ in range(self._delay_steps):
                 self._history.append(initial.copy())
 
-    def _fill_measure(self, m: np.ndarray) -> None:
-        """Write the noise-free measurement of the current physics state into ``m``."""
-        data, n = self.data, self._n
-        data.qpos.take(self._qpos_adr, out=m[:n])
-        data.qvel.take(self._dof_adr, out=m[n : 2 * n])
-        data.qfrc_actuator.take(self._dof_adr, out=m[2 * n : 3 * n])
-        if self._sensor_src.size:
-            data.sensordata.take(self._sensor_src, out=m[self._sensor_dst])
-        m[self._stamp_index] = data.time
+    def _gather(self) -> np.ndarray:
+        """A new flat, noise-free measurement of the current physics state (one copy from MjData)."""
+        self._stamp_buffer[0] = self.data.time
+        return np.concatenate(
+            (
+                self._data_qpos[self._qpos_index],
+                self._data_qvel[self._dof_index],
+                self._data_qfrc_actuator[self._dof_index],
+                self._data_sensordata[self._sensor_index],
+                self._stamp_buffer,
+            )
+        )
 
     def _push(self) -> None:
         cfg, rng, data = self.randomization, self._rng, self.data

@@ -85,8 +85,8 @@ class Task:
         action = np.array(action, dtype=np.float64)
         if action.shape != (self.action_dim,):
             raise ValueError(f"{self.name}: action must have shape ({self.action_dim},), got {action.shape}")
-        if not np.isfinite(action).all():
-            raise ValueError(f"{self.name}: action contains non-finite values: {action}")
+        if not math.isfinite(action.dot(action)):  # one reduction catches NaN, ±inf (and absurd magnitudes)
+            raise ValueError(f"{self.name}: action contains non-finite (or absurdly large) values: {action}")
         np.minimum(action, 1.0, out=action)
         return np.maximum(action, -1.0, out=action)
 
@@ -318,6 +318,11 @@ class QuadrupedWalk(Task):
         self.default_position = np.array(self.spec.home_qpos)[self._qpos_adr]
         self.velocity_command = np.zeros(3)
         self.last_action = np.zeros(self.action_dim)
+        # Targets need clamping only if home ± ACTION_SCALE leaves the servo range.
+        self._clamp_targets = bool(
+            np.any(self.default_position - self.ACTION_SCALE < self.command_low)
+            or np.any(self.default_position + self.ACTION_SCALE > self.command_high)
+        )
 
     def set_velocity_command(self, vx: float, vy: float, yaw_rate: float) -> None:
         """Set the tracked command (teleop); clipped to the trained range."""
@@ -339,25 +344,30 @@ class QuadrupedWalk(Task):
             raise ValueError(f"{self.name}: the observation needs the IMU (orientation and angular velocity)")
         if state.base_linear_velocity is None:
             raise ValueError(f"{self.name}: the observation needs odometry (base_linear_velocity)")
-        obs = self._obs
-        obs[0:3] = state.base_linear_velocity
-        obs[3:6] = state.imu_angular_velocity
-        obs[6:9] = projected_gravity(state.imu_orientation)
-        obs[9:12] = self.velocity_command
-        obs[12:24] = np.asarray(state.position) - self.default_position
-        obs[24:36] = state.velocity
-        obs[36:48] = self.last_action
-        return obs.copy()
+        parts = (
+            state.base_linear_velocity,
+            state.imu_angular_velocity,
+            projected_gravity(state.imu_orientation),
+            self.velocity_command,
+            state.position - self.default_position,
+            state.velocity,
+            self.last_action,
+        )
+        return np.concatenate(parts, dtype=np.float32)
 
     def command(self, action: np.ndarray, state: RobotState) -> np.ndarray:
         action = self.check_action(action)
         self.last_action = action
-        target = self.default_position + self.ACTION_SCALE * action
-        return np.minimum(np.maximum(target, self.command_low), self.command_high)
+        target = self.ACTION_SCALE * action
+        target += self.default_position
+        if self._clamp_targets:
+            np.minimum(target, self.command_high, out=target)
+            np.maximum(target, self.command_low, out=target)
+        return target
 
     def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
         vx, vy, vz, wx, wy, wz, gx, gy, _, cx, cy, cyaw = next_obs[0:12].tolist()
-        action_rate = np.minimum(np.maximum(action, -1.0), 1.0) - obs[36:48]
+        action_rate = next_obs[36:48] - obs[36:48]  # next_obs carries the (clipped) action just taken
         lin_err = (cx - vx) ** 2 + (cy - vy) ** 2
         yaw_err = (cyaw - wz) ** 2
         sigma2 = self.TRACKING_SIGMA2
@@ -367,7 +377,7 @@ class QuadrupedWalk(Task):
             - 2.0 * vz * vz
             - 0.05 * (wx * wx + wy * wy)
             - 1.0 * (gx * gx + gy * gy)
-            - 0.01 * float(action_rate @ action_rate)
+            - 0.01 * float(action_rate.dot(action_rate))
         )
 
     def terminated(self, obs: np.ndarray) -> bool:
