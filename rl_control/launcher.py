@@ -212,5 +212,5 @@ def run_launch(
         monitor.stop()
     status = 1 if processes.failed else 0
     if "learner_node" in {spec.name for spec in specs}:
-        status = max(status, monitor.finish(Path(config.shared.run_dir)))
+        status = max(status, monitor.finish(Path(config.shared.run_dir), reason))
     return status

@@ -10,6 +10,7 @@ exports the deterministic ONNX from the learner's run directory and evaluates th
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -54,9 +55,8 @@ class TrainingMonitor:
         self.live_enabled = live and self.console.is_terminal
         self.succeeded = False
         self._lock = threading.Lock()
-        self._returns: collections.deque[float] = collections.deque(maxlen=20)
+        self._returns: list[float] = []
         self._episode_return = 0.0
-        self._episodes = 0
         self._transitions = 0
         self._progress = (0, 0, 0)  # env_steps, updates, policy_version
         self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
@@ -151,7 +151,6 @@ class TrainingMonitor:
                 self._episode_return += float(reward)
                 if terminated or truncated:
                     self._returns.append(self._episode_return)
-                    self._episodes += 1
                     self._episode_return = 0.0
 
     def _on_progress(self, msg) -> None:
@@ -223,12 +222,12 @@ class TrainingMonitor:
     def _table(self) -> Table:
         with self._lock:
             env_steps, updates, version = self._progress
-            returns = list(self._returns)
+            returns = self._returns[-20:]
             evaluation = self._eval
             rows = [
                 ("graph", f"{self.graph} / {self.task.name}"),
                 ("elapsed", f"{time.monotonic() - self._started:.0f} s"),
-                ("episodes", str(self._episodes)),
+                ("episodes", str(len(self._returns))),
                 ("transitions (seen / learner)", f"{self._transitions} / {env_steps}"),
                 ("last return", f"{returns[-1]:.1f}" if returns else "-"),
                 ("mean return (last 20)", f"{np.mean(returns):.1f}" if returns else "-"),
@@ -251,8 +250,8 @@ class TrainingMonitor:
                 last_line = time.monotonic()
                 with self._lock:
                     env_steps, updates, version = self._progress
-                    mean = f"{np.mean(self._returns):.1f}" if self._returns else "-"
-                    episodes = self._episodes
+                    mean = f"{np.mean(self._returns[-20:]):.1f}" if self._returns else "-"
+                    episodes = len(self._returns)
                 log.info(
                     "episodes %d, mean return %s, learner steps %d, updates %d (%.0f/s), policy v%d",
                     episodes,
@@ -263,21 +262,49 @@ class TrainingMonitor:
                     version,
                 )
 
-    def finish(self, run_dir: Path) -> int:
-        """Export the deterministic ONNX from ``run_dir`` and evaluate it; returns an exit status."""
+    def finish(self, run_dir: Path, reason: str) -> int:
+        """Export the deterministic ONNX from ``run_dir``, evaluate it and write ``launch_summary.json``.
+
+        Returns an exit status: 0 when the policy was exported and evaluated.
+        """
         from rl_control.learning import OnnxPolicy, export_run
 
+        with self._lock:
+            summary: dict[str, object] = {
+                "task": self.task.name,
+                "stop_reason": reason,
+                "elapsed_s": time.monotonic() - self._started,
+                "episodes": len(self._returns),
+                "episode_returns": list(self._returns),
+                "learner_env_steps": self._progress[0],
+                "updates": self._progress[1],
+                "policy_version": self._progress[2],
+                "success_threshold": self.task.success_threshold,
+            }
+        status = 0
         try:
             path = export_run(run_dir)
+            returns = evaluate_onnx(OnnxPolicy.from_file(path), self.config.shared.task, FINAL_EVAL_EPISODES)
         except Exception as exc:  # reported; the exit status says it failed
-            self.console.print(f"[red]export from {run_dir} failed: {exc}[/red]")
-            return 1
-        returns = evaluate_onnx(OnnxPolicy.from_file(path), self.config.shared.task, FINAL_EVAL_EPISODES)
-        mean_return = float(np.mean(returns))
-        verdict = "SUCCESS" if mean_return >= self.task.success_threshold else "below the success threshold"
-        self.console.print(
-            f"exported {path}: deterministic return {mean_return:.1f} over {len(returns)} episodes "
-            f"(threshold {self.task.success_threshold:.1f}): {verdict}"
-        )
-        self.console.print(f"deploy it: rl-control launch CONFIG --graph deploy --policy {path}")
-        return 0
+            self.console.print(f"[red]export or evaluation of {run_dir} failed: {exc}[/red]")
+            summary["error"] = str(exc)
+            status = 1
+        else:
+            mean_return = float(np.mean(returns))
+            summary |= {
+                "policy_file": str(path),
+                "final_eval_returns": returns,
+                "final_eval_mean": mean_return,
+                "success": mean_return >= self.task.success_threshold,
+            }
+            verdict = "SUCCESS" if summary["success"] else "below the success threshold"
+            self.console.print(
+                f"exported {path}: deterministic return {mean_return:.1f} over {len(returns)} episodes "
+                f"(threshold {self.task.success_threshold:.1f}): {verdict}"
+            )
+            self.console.print(
+                f"deploy it: rl-control launch CONFIG --graph deploy --sim-mode realtime --policy {path}"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "launch_summary.json").write_text(json.dumps(summary, indent=2))
+        return status
