@@ -18,7 +18,7 @@ from std_srvs.srv import SetBool, Trigger
 from rl_control.envs import make_task
 from rl_control.envs.simulator import MujocoSimulator
 from rl_control.ros import messages
-from rl_control.ros.node_process import NodeProcess
+from rl_control.ros.node_process import NodeProcess, isolated_ros_domain
 from rl_control.ros.probe import RosProbe
 
 pytestmark = pytest.mark.ros
@@ -53,8 +53,15 @@ def stamp_ns(msg: JointState) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+@pytest.fixture(autouse=True)
+def ros_domain():
+    """A DDS domain of this test's own: concurrent runs on the machine never hear each other."""
+    with isolated_ros_domain() as domain:
+        yield domain
+
+
 @pytest.fixture
-def probe():
+def probe(ros_domain):
     with RosProbe("sim_test_probe") as ros_probe:
         yield ros_probe
 

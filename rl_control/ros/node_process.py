@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+
+#: Domain ids handed out by :func:`isolated_ros_domain`; above the 1-100 that tests/conftest.py derives
+#: from process ids, and low enough that Fast DDS ports stay below 65535.
+DOMAIN_RANGE = range(101, 201)
+
+
+@contextmanager
+def isolated_ros_domain(domains: range = DOMAIN_RANGE) -> Iterator[int]:
+    """Claim a ``ROS_DOMAIN_ID`` that no other process using this function holds, and set it.
+
+    Concurrent test and benchmark runs on one machine would otherwise hear each other's nodes (the topic
+    names are fixed). The claim is an exclusive ``flock`` on a file per domain id, released on exit (or
+    when the process dies); the previous ``ROS_DOMAIN_ID`` is restored. Create rclpy contexts and child
+    processes inside the block.
+    """
+    lock_dir = Path(tempfile.gettempdir()) / "rl_control_ros_domains"
+    lock_dir.mkdir(exist_ok=True)
+    start = os.getpid() % len(domains)
+    for offset in range(len(domains)):
+        domain = domains[(start + offset) % len(domains)]
+        handle = (lock_dir / f"{domain}.lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        previous = os.environ.get("ROS_DOMAIN_ID")
+        os.environ["ROS_DOMAIN_ID"] = str(domain)
+        try:
+            yield domain
+        finally:
+            if previous is None:
+                os.environ.pop("ROS_DOMAIN_ID", None)
+            else:
+                os.environ["ROS_DOMAIN_ID"] = previous
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        return
+    raise RuntimeError(f"all ROS domain ids {domains.start}-{domains.stop - 1} are in use")
 
 
 class NodeProcess:

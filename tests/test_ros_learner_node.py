@@ -1,0 +1,209 @@
+"""learner_node in a child process: transitions in, policies and progress out, gaps, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray
+from std_msgs.msg import Float64MultiArray, Int64MultiArray, UInt8MultiArray
+
+from rl_control.learning import OnnxPolicy, TransitionBatch
+from rl_control.learning.checkpoint import RunDirectory
+from rl_control.ros import messages
+from rl_control.ros.learner_node import STATE_FILE
+from rl_control.ros.node_process import NodeProcess, isolated_ros_domain
+from rl_control.ros.probe import RosProbe
+
+pytestmark = pytest.mark.ros
+
+STARTUP_S = 60.0
+BATCH = 25
+LEARNING_STARTS = 50
+UTD = 2
+
+
+def write_config(tmp_path: Path, **learner: object) -> Path:
+    document = {
+        "/**": {"ros__parameters": {"task": "pendulum_swingup", "run_dir": str(tmp_path / "run"), "seed": 1}},
+        "learner_node": {
+            "ros__parameters": {
+                "preset": "sac",
+                "agent": {
+                    "hidden_sizes": [32, 32],
+                    "batch_size": 32,
+                    "learning_starts": LEARNING_STARTS,
+                    "utd_ratio": UTD,
+                    "buffer_capacity": 5000,
+                    "device": "cpu",
+                },
+                "publish_every_updates": 40,
+                "checkpoint_every_s": 60.0,
+                **learner,
+            }
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def pendulum_batch(seq: int, rows: int = BATCH, obs_dim: int = 3) -> TransitionBatch:
+    """Plausible pendulum transitions; an episode ends every 200 rows (time limit)."""
+    rng = np.random.default_rng(seq)
+    theta = rng.uniform(-np.pi, np.pi, rows)
+    obs = np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, rows)], axis=1)[:, :obs_dim]
+    if obs_dim > 3:
+        obs = np.concatenate([obs, np.zeros((rows, obs_dim - 3))], axis=1)
+    row_index = seq * rows + np.arange(rows)
+    return TransitionBatch(
+        obs=obs.astype(np.float32),
+        action=rng.uniform(-1, 1, (rows, 1)).astype(np.float32),
+        reward=-(theta**2).astype(np.float32) / np.pi**2,
+        next_obs=obs.astype(np.float32),
+        terminated=np.zeros(rows, np.float32),
+        truncated=((row_index + 1) % 200 == 0).astype(np.float32),
+    )
+
+
+def diagnostic_values(diagnostics: list) -> dict[str, str]:
+    for _, msg in reversed(diagnostics):
+        for status in msg.status:
+            if status.name == "learner_node":
+                return {kv.key: kv.value for kv in status.values} | {"_level": str(status.level[0])}
+    return {}
+
+
+class LearnerClient:
+    """The actor's side of the learner topics, from the test process."""
+
+    def __init__(self, probe: RosProbe) -> None:
+        self.probe = probe
+        self.transitions = probe.publisher(
+            Float64MultiArray, messages.TRANSITIONS_TOPIC, messages.TRANSITIONS_QOS
+        )
+        self.policies = probe.collect(UInt8MultiArray, messages.POLICY_TOPIC, messages.POLICY_QOS)
+        self.progress = probe.collect(Int64MultiArray, messages.LEARNER_PROGRESS_TOPIC, messages.PROGRESS_QOS)
+        self.diagnostics = probe.collect(
+            DiagnosticArray, messages.DIAGNOSTICS_TOPIC, messages.DIAGNOSTICS_QOS
+        )
+
+    def send(self, seq: int) -> None:
+        self.transitions.publish(messages.encode_transitions(pendulum_batch(seq), seq))
+
+    def latest_progress(self) -> messages.LearnerProgress:
+        if not self.progress:
+            return messages.LearnerProgress()
+        return messages.decode_progress(self.progress[-1][1])
+
+    def latest_policy(self) -> tuple[int, bytes]:
+        return messages.decode_policy(self.policies[-1][1])
+
+    def wait_progress(self, node: NodeProcess, env_steps: int, timeout_s: float = 60.0) -> None:
+        ok = self.probe.spin_until(lambda: self.latest_progress().env_steps >= env_steps, timeout_s)
+        assert ok, f"progress {self.latest_progress()} never reached {env_steps} env steps:\n{node.output()}"
+
+    def wait_diagnostic(self, node: NodeProcess, key: str, value: str, timeout_s: float = 10.0) -> None:
+        ok = self.probe.spin_until(lambda: diagnostic_values(self.diagnostics).get(key) == value, timeout_s)
+        assert ok, f"diagnostic {key} != {value}: {diagnostic_values(self.diagnostics)}\n{node.output()}"
+
+
+@pytest.fixture(autouse=True)
+def ros_domain():
+    """A DDS domain of this test's own: concurrent runs on the machine never hear each other."""
+    with isolated_ros_domain() as domain:
+        yield domain
+
+
+@pytest.fixture
+def probe(ros_domain):
+    with RosProbe("learner_test_probe") as ros_probe:
+        yield ros_probe
+
+
+def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, probe) -> None:
+    client = LearnerClient(probe)
+    with NodeProcess("learner_node", write_config(tmp_path)) as node:
+        assert probe.spin_until(lambda: bool(client.policies), STARTUP_S), node.output()
+        first_version, onnx_bytes = client.latest_policy()
+        policy = OnnxPolicy.from_bytes(onnx_bytes)  # the initial policy lets an actor start collecting
+        assert (policy.obs_dim, policy.act_dim, policy.stochastic) == (3, 1, True)
+        assert policy.version == first_version >= 1
+        assert probe.spin_until(lambda: client.transitions.get_subscription_count() > 0, 10.0)
+
+        for seq in range(8):  # 200 transitions: one full (truncated) episode
+            client.send(seq)
+        client.wait_progress(node, 8 * BATCH)
+        progress = client.latest_progress()
+        assert progress.env_steps == 8 * BATCH and progress.last_seq == 7 and progress.episodes == 1
+        # UTD 2 on every step after learning starts (the first batches may arrive before it).
+        assert UTD * (8 * BATCH - LEARNING_STARTS) <= progress.updates <= UTD * 8 * BATCH
+        assert probe.spin_until(lambda: client.latest_policy()[0] > first_version, 10.0), node.output()
+        assert OnnxPolicy.from_bytes(client.latest_policy()[1]).version == client.latest_policy()[0]
+
+        # Two messages lost (seq 8 and 9), then a malformed one: both reported, training goes on.
+        client.send(10)
+        bad = TransitionBatch(**{k: v for k, v in vars(pendulum_batch(11, obs_dim=4)).items()})
+        client.transitions.publish(messages.encode_transitions(bad, 11))
+        client.wait_diagnostic(node, "lost_messages", "2")
+        client.wait_diagnostic(node, "decode_errors", "1")
+        assert diagnostic_values(client.diagnostics)["_level"] == "1"  # WARN
+        assert "2 messages lost (expected seq 8, got 10)" in node.output()
+        assert "/rl_control/transitions: bad transitions message" in node.output()
+        client.wait_progress(node, 9 * BATCH)
+
+        node.send_signal(signal.SIGINT)
+        assert node.wait(timeout_s=30.0) == 0, node.output()
+    state = json.loads((tmp_path / "run" / STATE_FILE).read_text())
+    assert state["last_seq"] == 10 and state["gaps"] == 2 and state["episodes"] == 1
+    manifest = json.loads(RunDirectory(tmp_path / "run").manifests()[0].read_text())
+    assert manifest["env_steps"] == 9 * BATCH and manifest["num_updates"] == progress.updates + UTD * BATCH
+
+
+def test_sigkill_restart_resumes_from_checkpoint_and_catches_up(tmp_path: Path, probe) -> None:
+    client = LearnerClient(probe)
+    run_dir = tmp_path / "run"
+    config = write_config(tmp_path, checkpoint_every_s=1.0)
+    node = NodeProcess("learner_node", config).start()
+    try:
+        assert probe.spin_until(lambda: client.transitions.get_subscription_count() > 0, STARTUP_S)
+        for seq in range(8):
+            client.send(seq)
+        client.wait_progress(node, 8 * BATCH)
+
+        def checkpointed_everything() -> bool:
+            path = run_dir / STATE_FILE
+            return path.is_file() and json.loads(path.read_text())["last_seq"] == 7
+
+        assert probe.spin_until(checkpointed_everything, 15.0), node.output()
+        saved = json.loads(RunDirectory(run_dir).manifests()[0].read_text())
+        assert saved["num_updates"] > 0 and saved["env_steps"] == 8 * BATCH
+        node.send_signal(signal.SIGKILL)
+        assert node.wait(timeout_s=10.0) == -signal.SIGKILL
+    finally:
+        node.stop()
+
+    # The actor keeps running while the learner is down: these batches must not be lost.
+    for seq in range(8, 12):
+        client.send(seq)
+    versions_before_restart = len(client.policies)
+    with NodeProcess("learner_node", config) as restarted:
+        assert probe.spin_until(lambda: len(client.policies) > versions_before_restart, STARTUP_S), (
+            restarted.output()
+        )
+        version, _ = client.latest_policy()
+        assert version > saved["policy_version"]  # versions continue, never restart from 1
+        client.wait_progress(restarted, 12 * BATCH)
+        progress = client.latest_progress()
+        assert progress.updates >= saved["num_updates"] + UTD * 4 * BATCH
+        assert progress.last_seq == 11
+        client.wait_diagnostic(restarted, "lost_messages", "0")
+        client.wait_diagnostic(restarted, "duplicate_messages", "8")  # seq 0-7 re-delivered, not re-added
+        assert "resumed from" in restarted.output()
