@@ -252,9 +252,21 @@ def test_rolling_stats_window() -> None:
     assert stats.total == 10 and stats.percentiles((50.0,))[0] == pytest.approx(7.5)
 
 
-@pytest.mark.parametrize("stored", ['["hinge"]', "hinge", ""])
+@pytest.mark.parametrize("stored", ['["hinge"]', "hinge", "", "[]"])
 def test_check_policy_accepts_matching_joint_metadata(stored: str) -> None:
     task = make_task("pendulum_swingup")
     policy = LinearPolicy(3, 1)
     policy.metadata = {"joint_names": stored.replace("hinge", task.joint_names[0])}
     check_policy(policy, task, task.joint_names)
+
+
+def test_policy_raising_value_error_gives_safe_command() -> None:
+    class Refusing(LinearPolicy):
+        def __call__(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+            raise ValueError("policy produced a non-finite action")
+
+    core = make_core()
+    core.policy = Refusing(3, 1)
+    result = core.tick(pendulum_state(0.2))
+    assert result.source == "safe" and result.command[0] == 0.0
+    assert core.counters.bad_actions == 1 and "non-finite" in core.counters.last_error

@@ -165,6 +165,15 @@ class ActorNodeConfig:
         default=0.0,
         metadata={"help": "slew limit on policy commands in command units per second (0 = off)", "min": 0.0},
     )
+    sim_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "control-loop pacing: lockstep (act once per new joint state, for a lockstep sim_node), "
+            "realtime (own clock at control_rate_hz) or auto (sim_node.sim_mode from the same params file; "
+            "realtime when the file has no sim_node section, e.g. on hardware)",
+            "choices": ("auto", "lockstep", "realtime"),
+        },
+    )
 
 
 @dataclass

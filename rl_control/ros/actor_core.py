@@ -68,13 +68,13 @@ def check_policy(policy: Policy, task: Task, joint_names: Sequence[str]) -> None
         )
     metadata = getattr(policy, "metadata", {}) or {}
     stored = metadata.get("joint_names", "")
-    if stored:
-        names = _joint_name_list(str(stored))
-        if names != list(task.joint_names):
-            raise PolicyRejectedError(
-                f"policy v{policy.version} was trained for joints {names}, task {task.name!r} has "
-                f"{list(task.joint_names)}"
-            )
+    names = _joint_name_list(str(stored)) if stored else []
+    # policies exported without joint names are accepted on their dimensions alone
+    if names and names != list(task.joint_names):
+        raise PolicyRejectedError(
+            f"policy v{policy.version} was trained for joints {names}, task {task.name!r} has "
+            f"{list(task.joint_names)}"
+        )
     noise = np.zeros(policy.act_dim, dtype=np.float32) if policy.stochastic else None
     try:
         action = np.asarray(policy(np.zeros(policy.obs_dim, dtype=np.float32), noise))
@@ -310,7 +310,10 @@ class ActorCore:
                 if policy.stochastic and self.train:
                     noise = self.rng.standard_normal(policy.act_dim).astype(np.float32)
                 start = time.perf_counter()
-                action = policy(obs, noise)
+                try:
+                    action = policy(obs, noise)
+                except ValueError as exc:  # e.g. OnnxPolicy refusing a non-finite action
+                    return self._refuse("bad_actions", f"policy v{policy.version} failed: {exc}", state)
                 self.inference_us.add((time.perf_counter() - start) * 1e6)
                 source = "policy"
             elif self.train:

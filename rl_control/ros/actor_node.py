@@ -22,9 +22,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -32,6 +34,7 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Int64MultiArray, UInt8MultiArray
 from std_srvs.srv import Trigger
 
+from rl_control.config.schema import SimNodeConfig, params_file_from_argv
 from rl_control.envs.tasks import Task, make_task
 from rl_control.ros.actor_core import ActorCore, Policy, PolicyRejectedError, TransitionBuffer, check_policy
 from rl_control.ros.actor_loop import DeadlineClock, RollingStats
@@ -84,6 +87,30 @@ class Stamped:
     received: float
 
 
+def resolve_lockstep(sim_mode: str, params_file: str | None) -> bool:
+    """Whether the actor paces itself per joint state (lockstep) rather than by its own clock.
+
+    ``sim_mode`` is ``actor_node.sim_mode``; ``"auto"`` reads ``sim_node.sim_mode`` from the params file
+    (the sim_node section of the same experiment file; its default is lockstep) and means realtime when
+    there is no file or the file has no sim_node section (hardware).
+    """
+    if sim_mode != "auto":
+        return sim_mode == "lockstep"
+    if not params_file:
+        return False
+    try:
+        document = yaml.safe_load(Path(params_file).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(
+            f"{params_file}: cannot read sim_node.sim_mode for actor_node.sim_mode=auto: {exc}"
+        ) from exc
+    section = document.get("sim_node", document.get("/sim_node")) if isinstance(document, dict) else None
+    if not isinstance(section, dict):
+        return False
+    params = section.get("ros__parameters") or {}
+    return params.get("sim_mode", SimNodeConfig().sim_mode) == "lockstep"
+
+
 def load_policy(data: bytes) -> Policy:
     """Build an onnxruntime policy from ONNX bytes (``rl_control.learning.OnnxPolicy``)."""
     from rl_control.learning import OnnxPolicy
@@ -107,7 +134,7 @@ class ActorNode:
         self._log = node.get_logger()
         self.task: Task = make_task(shared.task)
         self.mode = shared.mode
-        self.lockstep = config.sim_node.sim_mode == "lockstep"
+        self.lockstep = resolve_lockstep(actor_cfg.sim_mode, params_file_from_argv())
         self.rate_hz = float(shared.control_rate_hz)
         self.state_timeout_s = float(actor_cfg.state_timeout_s)
         self.require_enable = bool(actor_cfg.require_enable)
