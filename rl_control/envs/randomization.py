@@ -54,13 +54,13 @@ class ObservationNoiseConfig:
         default=0.01, metadata={"help": "joint position noise std [rad or m]", "min": 0.0}
     )
     velocity: float = field(
-        default=0.1, metadata={"help": "joint velocity noise std [rad/s or m/s]", "min": 0.0}
+        default=0.5, metadata={"help": "joint velocity noise std [rad/s or m/s]", "min": 0.0}
     )
     effort: float = field(default=0.0, metadata={"help": "joint effort noise std [N·m or N]", "min": 0.0})
     imu_orientation: float = field(
-        default=0.01, metadata={"help": "IMU orientation noise std [rad, small rotation]", "min": 0.0}
+        default=0.03, metadata={"help": "IMU orientation noise std [rad, small rotation]", "min": 0.0}
     )
-    imu_angular_velocity: float = field(default=0.05, metadata={"help": "gyro noise std [rad/s]", "min": 0.0})
+    imu_angular_velocity: float = field(default=0.1, metadata={"help": "gyro noise std [rad/s]", "min": 0.0})
     imu_linear_acceleration: float = field(
         default=0.1, metadata={"help": "accelerometer noise std [m/s²]", "min": 0.0}
     )
@@ -92,12 +92,12 @@ class RandomizationConfig:
         metadata={"help": "scale of every body mass and inertia [low, high]"},
     )
     added_mass: list[float] = field(
-        default_factory=lambda: [-0.5, 0.5],
+        default_factory=lambda: [-1.0, 1.0],
         metadata={"help": "mass added to the robot's base (first) body [kg] [low, high]"},
     )
     com_offset: list[float] = field(
-        default_factory=lambda: [-0.01, 0.01],
-        metadata={"help": "offset of every body's centre of mass, per axis [m] [low, high]"},
+        default_factory=lambda: [-0.05, 0.05],
+        metadata={"help": "offset of the base body's centre of mass, per axis [m] [low, high]"},
     )
     damping_scale: list[float] = field(
         default_factory=lambda: [0.8, 1.2], metadata={"help": "scale of joint damping [low, high]"}
@@ -132,10 +132,11 @@ class RandomizationConfig:
         default_factory=ObservationNoiseConfig, metadata={"help": "per-channel measurement noise"}
     )
     push_interval_s: list[float] = field(
-        default_factory=lambda: [5.0, 10.0], metadata={"help": "time between external pushes [s] [low, high]"}
+        default_factory=lambda: [10.0, 15.0],
+        metadata={"help": "time between external pushes [s] [low, high]"},
     )
     push_velocity: float = field(
-        default=0.5,
+        default=1.0,
         metadata={
             "help": "max velocity kick of a push: base xy [m/s] (floating base) or joints [rad/s]; 0 = off",
             "min": 0.0,
