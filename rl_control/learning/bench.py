@@ -1,0 +1,334 @@
+"""Benchmarks for ``rl-control bench learner`` and ``rl-control bench sample-efficiency``.
+
+Both measure the reference (Stable-Baselines3 SAC, a benchmark-only optional dependency imported
+lazily here) side by side in the same process and report ratios. Tables go to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from rl_control.learning.config import preset_config
+from rl_control.learning.learner import Learner
+from rl_control.learning.replay import TransitionBatch
+
+log = logging.getLogger(__name__)
+
+BENCH_OBS_DIM = 17  # HalfCheetah-sized problem
+BENCH_ACT_DIM = 6
+BENCH_BATCH = 256
+BENCH_HIDDEN = [256, 256]
+PENDULUM_THRESHOLD = -200.0
+
+
+def _import_sb3():
+    try:
+        import stable_baselines3
+        from stable_baselines3.common.logger import configure
+    except ImportError as error:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError(
+            "this benchmark compares against Stable-Baselines3: pip install 'rl_control[bench]' "
+            "(or pip install stable-baselines3)"
+        ) from error
+    return stable_baselines3, configure
+
+
+def measure_matmul_gflops(seconds: float = 1.0, size: int = 1024) -> float:
+    """Sustained fp32 matrix-multiply throughput of this machine (GFLOP/s) with torch's thread settings."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2.0 * size**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def _random_transitions(rows: int, seed: int) -> TransitionBatch:
+    rng = np.random.default_rng(seed)
+    return TransitionBatch(
+        obs=rng.normal(size=(rows, BENCH_OBS_DIM)).astype(np.float32),
+        action=rng.uniform(-1, 1, (rows, BENCH_ACT_DIM)).astype(np.float32),
+        reward=rng.normal(size=rows).astype(np.float32),
+        next_obs=rng.normal(size=(rows, BENCH_OBS_DIM)).astype(np.float32),
+        terminated=np.zeros(rows, np.float32),
+        truncated=(np.arange(rows) % 1000 == 999).astype(np.float32),
+    )
+
+
+class _OurSide:
+    """rl_control learner doing SB3-equivalent gradient steps: critic + actor + temperature per step."""
+
+    def __init__(self, num_critics: int, run_dir: Path, preset: str = "sac", **overrides: Any) -> None:
+        settings = {"num_critics": num_critics, "num_target_critics": 2, "utd_ratio": 1, "actor_delay": 1}
+        if preset != "sac":
+            settings = {}
+        config = preset_config(
+            preset,
+            **{
+                **settings,
+                "batch_size": BENCH_BATCH,
+                "hidden_sizes": BENCH_HIDDEN,
+                "learning_starts": 0,
+                "buffer_capacity": 20_000,
+                "device": "cpu",
+                **overrides,
+            },
+        )
+        self.learner = Learner(run_dir, BENCH_OBS_DIM, BENCH_ACT_DIM, config, {}, seed=0)
+        self.learner.add_transitions(_random_transitions(10_000, 0))
+
+    def run(self, env_steps: int) -> None:
+        self.learner.train(env_steps)
+
+    def flops_per_step(self) -> float:
+        """Floating point operations of one step, counted by torch's FLOP counter (matmuls)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.learner.train(1)
+        return counter.get_total_flops() / self.learner.config.utd_ratio
+
+
+class _SB3Side:
+    """Stable-Baselines3 SAC with the same critics, network size and batch."""
+
+    def __init__(self, num_critics: int) -> None:
+        import gymnasium as gym
+
+        sb3, configure = _import_sb3()
+
+        class _Spaces(gym.Env):
+            observation_space = gym.spaces.Box(-np.inf, np.inf, (BENCH_OBS_DIM,), np.float32)
+            action_space = gym.spaces.Box(-1.0, 1.0, (BENCH_ACT_DIM,), np.float32)
+
+            def reset(self, *, seed=None, options=None):
+                return np.zeros(BENCH_OBS_DIM, np.float32), {}
+
+            def step(self, action):
+                return np.zeros(BENCH_OBS_DIM, np.float32), 0.0, False, False, {}
+
+        self.model = sb3.SAC(
+            "MlpPolicy",
+            _Spaces(),
+            policy_kwargs={"net_arch": BENCH_HIDDEN, "n_critics": num_critics},
+            batch_size=BENCH_BATCH,
+            buffer_size=20_000,
+            device="cpu",
+            seed=0,
+        )
+        self.model.set_logger(configure(None, []))
+        data = _random_transitions(10_000, 0)
+        buffer = self.model.replay_buffer
+        buffer.observations[:10_000, 0] = data.obs
+        buffer.next_observations[:10_000, 0] = data.next_obs
+        buffer.actions[:10_000, 0] = data.action
+        buffer.rewards[:10_000, 0] = data.reward
+        buffer.dones[:10_000, 0] = data.terminated
+        buffer.pos = 10_000
+
+    def run(self, steps: int) -> None:
+        self.model.train(gradient_steps=steps, batch_size=BENCH_BATCH)
+
+
+def _rate(run, steps: int) -> float:
+    start = time.perf_counter()
+    run(steps)
+    return steps / (time.perf_counter() - start)
+
+
+def bench_learner(
+    json_output: bool = False, quick: bool = False, console: Console | None = None
+) -> dict[str, Any]:
+    """Gradient steps per second vs SB3 SAC at N=2 and N=10 critics, matmul fraction and UTD-20 rates.
+
+    One step = one critic-ensemble update + one actor update + one temperature update (batch 256,
+    256x256 MLPs, obs 17, act 6). Measurements alternate between both sides over several rounds and
+    report the median rate of each. The table goes to stderr (or nowhere when ``json_output``).
+    """
+    console = console or Console(stderr=True, quiet=json_output)
+    rounds, steps_n10, steps_n2 = (2, 10, 30) if quick else (5, 30, 100)
+    matmul_gflops = measure_matmul_gflops(0.5 if quick else 2.0)
+    result: dict[str, Any] = {"matmul_gflops": matmul_gflops, "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as scratch:
+        for num_critics, steps in ((10, steps_n10), (2, steps_n2)):
+            ours = _OurSide(num_critics, Path(scratch) / f"n{num_critics}")
+            reference = _SB3Side(num_critics)
+            ours.run(3)
+            reference.run(3)
+            our_rates, sb3_rates = [], []
+            for _ in range(rounds):
+                our_rates.append(_rate(ours.run, steps))
+                sb3_rates.append(_rate(reference.run, steps))
+            flops = ours.flops_per_step()
+            rate, sb3_rate = statistics.median(our_rates), statistics.median(sb3_rates)
+            result[f"steps_per_s_n{num_critics}"] = rate
+            result[f"sb3_steps_per_s_n{num_critics}"] = sb3_rate
+            result[f"ratio_vs_sb3_n{num_critics}"] = rate / sb3_rate
+            result[f"gflop_per_step_n{num_critics}"] = flops / 1e9
+            result[f"matmul_fraction_n{num_critics}"] = flops * rate / (matmul_gflops * 1e9)
+        for preset in ("redq", "droq"):
+            side = _OurSide(0, Path(scratch) / preset, preset=preset)
+            side.run(1)
+            env_rates = [_rate(side.run, 1 if quick else 3) for _ in range(2 if quick else 3)]
+            result[f"{preset}_utd20_env_steps_per_s"] = statistics.median(env_rates)
+    table = Table(title="learner gradient steps/s (critic + actor + temperature, batch 256, 256x256)")
+    for column in ("critics", "rl_control", "SB3 SAC", "ratio", "target", "GFLOP/step", "matmul fraction"):
+        table.add_column(column, justify="right")
+    for num_critics, target in ((10, 4.0), (2, 1.5)):
+        table.add_row(
+            str(num_critics),
+            f"{result[f'steps_per_s_n{num_critics}']:.1f}",
+            f"{result[f'sb3_steps_per_s_n{num_critics}']:.1f}",
+            f"{result[f'ratio_vs_sb3_n{num_critics}']:.2f}x",
+            f">= {target}x",
+            f"{result[f'gflop_per_step_n{num_critics}']:.2f}",
+            f"{result[f'matmul_fraction_n{num_critics}']:.0%}"
+            + (" (target >= 50%)" if num_critics == 10 else ""),
+        )
+    console.print(table)
+    console.print(
+        f"fp32 matmul throughput: {matmul_gflops:.0f} GFLOP/s on {result['threads']} threads; "
+        f"UTD=20 learning rate: redq {result['redq_utd20_env_steps_per_s']:.2f} env steps/s, "
+        f"droq {result['droq_utd20_env_steps_per_s']:.2f} env steps/s"
+    )
+    return result
+
+
+def _median_or_none(values: list[int | None]) -> float | None:
+    """Median over seeds, counting unreached (None) as infinitely many steps; None if the median is."""
+    ranked = sorted(float("inf") if value is None else float(value) for value in values)
+    median = statistics.median(ranked)
+    return None if median == float("inf") else median
+
+
+def _sb3_steps_to_threshold(seed: int, max_steps: int, eval_every: int, eval_episodes: int) -> int | None:
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rl_control.learning.gym_train import evaluate_policy
+
+    sb3, _ = _import_sb3()
+    eval_env = gym.make("Pendulum-v1")
+    reached: list[int] = []
+
+    class _EvaluateUntilThreshold(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % eval_every:
+                return True
+            returns = evaluate_policy(
+                eval_env,
+                lambda obs: self.model.predict(obs, deterministic=True)[0],
+                eval_episodes,
+                seed=seed + 1_000_000,
+            )
+            if float(np.mean(returns)) >= PENDULUM_THRESHOLD:
+                reached.append(self.num_timesteps)
+                return False
+            return True
+
+    model = sb3.SAC("MlpPolicy", gym.make("Pendulum-v1"), seed=seed, device="cpu", verbose=0)
+    model.learn(total_timesteps=max_steps, callback=_EvaluateUntilThreshold())
+    eval_env.close()
+    return reached[0] if reached else None
+
+
+def bench_sample_efficiency(
+    json_output: bool = False,
+    quick: bool = False,
+    preset: str = "droq",
+    seeds: int = 3,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Environment steps until the mean deterministic return over 10 episodes of Pendulum-v1 is >= -200.
+
+    Rows: SB3 SAC with its defaults, ``preset`` (learning_starts 100, as SB3), and ``preset`` with 5
+    scripted-expert demonstration episodes in the offline buffer. Evaluations every 200 steps on
+    the same evaluation seeds for every method. ``quick`` runs one seed with lower step caps.
+    """
+    from rl_control.learning.experts import write_pendulum_demonstrations
+    from rl_control.learning.gym_train import train_gym
+
+    console = console or Console(stderr=True, quiet=json_output)
+    seeds = 1 if quick else seeds
+    eval_every, eval_episodes = 200, 10
+    sb3_cap, our_cap = (8_000, 3_000) if quick else (20_000, 6_000)
+    methods = ["sb3_sac", preset, f"{preset}+demos"]
+    steps: dict[str, list[int | None]] = {method: [] for method in methods}
+    wall: dict[str, list[float]] = {method: [] for method in methods}
+    with tempfile.TemporaryDirectory() as scratch:
+        demo_file = Path(scratch) / "pendulum_expert_demos.npz"
+        demo_returns = write_pendulum_demonstrations(demo_file, episodes=5)
+        for seed in range(seeds):
+            start = time.perf_counter()
+            steps["sb3_sac"].append(_sb3_steps_to_threshold(seed, sb3_cap, eval_every, eval_episodes))
+            wall["sb3_sac"].append(time.perf_counter() - start)
+            for method, demos in ((preset, None), (f"{preset}+demos", demo_file)):
+                start = time.perf_counter()
+                summary = train_gym(
+                    "Pendulum-v1",
+                    preset,
+                    steps=our_cap,
+                    run_dir=Path(scratch) / f"{method}_{seed}",
+                    seed=seed,
+                    eval_every=eval_every,
+                    demo_file=demos,
+                    overrides={"learning_starts": 100},
+                    eval_episodes=eval_episodes,
+                    stop_at_return=PENDULUM_THRESHOLD,
+                    progress=False,
+                    tensorboard=False,
+                    export=False,
+                )
+                steps[method].append(summary["threshold_step"])
+                wall[method].append(time.perf_counter() - start)
+            log.info("seed %d: %s", seed, {method: values[-1] for method, values in steps.items()})
+    sb3_median = _median_or_none(steps["sb3_sac"])
+    ours_median = _median_or_none(steps[preset])
+    demos_median = _median_or_none(steps[f"{preset}+demos"])
+
+    def ratio(value: float | None) -> float | None:
+        return None if value is None or sb3_median is None else value / sb3_median
+
+    result: dict[str, Any] = {
+        "steps_to_threshold": steps,
+        "wall_clock_s": wall,
+        "median_steps_ratio_vs_sb3": ratio(ours_median),
+        "median_steps_ratio_vs_sb3_with_demos": ratio(demos_median),
+        "threshold": PENDULUM_THRESHOLD,
+        "step_caps": {"sb3_sac": sb3_cap, preset: our_cap, f"{preset}+demos": our_cap},
+        "demo_episode_returns": demo_returns,
+    }
+    table = Table(title=f"Pendulum-v1: env steps until mean eval return >= {PENDULUM_THRESHOLD:.0f}")
+    for column in ("method", "steps per seed", "median", "ratio vs SB3", "target", "wall-clock s per seed"):
+        table.add_column(column, justify="right")
+    targets = {"sb3_sac": "", preset: "<= 0.33", f"{preset}+demos": "<= 0.10"}
+    ratios = {"sb3_sac": 1.0 if sb3_median else None, preset: result["median_steps_ratio_vs_sb3"]}
+    ratios[f"{preset}+demos"] = result["median_steps_ratio_vs_sb3_with_demos"]
+    for method in methods:
+        median = _median_or_none(steps[method])
+        table.add_row(
+            method,
+            ", ".join("-" if value is None else str(value) for value in steps[method]),
+            "not reached" if median is None else f"{median:.0f}",
+            "n/a" if ratios[method] is None else f"{ratios[method]:.2f}",
+            targets[method],
+            ", ".join(f"{value:.0f}" for value in wall[method]),
+        )
+    console.print(table)
+    console.print(
+        f"expert demonstrations: 5 episodes, returns {np.round(demo_returns, 1).tolist()}; '-' = not reached"
+    )
+    return result
