@@ -168,3 +168,47 @@ def test_cartpole_upright_beats_hanging() -> None:
     assert task.reward(upright, np.zeros(1), upright) == pytest.approx(1.0)
     assert task.reward(hanging, np.zeros(1), hanging) == pytest.approx(0.0)
     assert task.command(np.array([0.5]), None)[1] == 0.0  # the passive hinge gets no effort
+
+
+def _cartpole_lqr_gain(sim_env: RobotTaskEnv) -> np.ndarray:
+    """Discrete LQR gain around upright from a finite-difference linearization of one control step."""
+    sim = sim_env.sim
+
+    def step(state: np.ndarray, force: float) -> np.ndarray:
+        sim.reset(qpos=state[:2].copy(), qvel=state[2:].copy())
+        sim.apply_command(np.array([force, 0.0]))
+        measured = sim.step()
+        return np.concatenate([measured.position, measured.velocity])
+
+    eps, origin = 1e-2, np.zeros(4)
+    base = step(origin, 0.0)
+    a_mat = np.stack([(step(origin + eps * np.eye(4)[i], 0.0) - base) / eps for i in range(4)], axis=1)
+    b_mat = (step(origin, 1.0) - base)[:, None]
+    q_mat, r_mat = np.diag([1.0, 5.0, 0.5, 0.5]), np.array([[0.01]])
+    p_mat = q_mat.copy()
+    for _ in range(3000):
+        gain = np.linalg.solve(r_mat + b_mat.T @ p_mat @ b_mat, b_mat.T @ p_mat @ a_mat)
+        p_mat = q_mat + a_mat.T @ p_mat @ (a_mat - b_mat @ gain)
+    return gain[0]
+
+
+def test_scripted_swingup_and_lqr_reach_the_cartpole_success_threshold() -> None:
+    env = RobotTaskEnv("cartpole_swingup")
+    gain = _cartpole_lqr_gain(env)
+    mass, com, gravity = 0.1, 0.5, 9.81  # the pole of sim/cartpole.xml
+    inertia = mass * com**2 + mass / 12.0
+    upright_energy = mass * gravity * com
+
+    def controller(obs: np.ndarray) -> np.ndarray:
+        x, c, s, xd, w = (float(v) for v in obs)
+        energy = 0.5 * inertia * w * w + mass * gravity * com * c
+        if c > math.cos(0.5) and abs(energy - upright_energy) < 0.2:
+            force = -float(gain @ np.array([x, math.atan2(s, c), xd, w]))
+        else:
+            force = -10.0 * math.copysign(1.0, (upright_energy - energy) * w * c) if abs(w) > 0.05 else 10.0
+            force += -5.0 * x - 2.0 * xd
+        return np.array([np.clip(force / 10.0, -1.0, 1.0)], np.float32)
+
+    scripted = _mean_return(env, controller, episodes=3)
+    passive = _mean_return(env, lambda obs: np.zeros(1, np.float32), episodes=3)
+    assert scripted >= env.task.success_threshold > passive

@@ -167,7 +167,7 @@ class CartpoleSwingup(Task):
             "cartpole",
             control_rate_hz=50.0,
             episode_steps=500,
-            success_threshold=250.0,
+            success_threshold=350.0,
             observation_dim=5,
         )
 
