@@ -255,7 +255,10 @@ class MujocoSimulator:
             self._pending.append((self._physics_step + self._latency_steps, ctrl.copy()))
 
     def step(self) -> RobotState:
-        """Advance one control period (``decimation`` physics steps) and return the measured state."""
+        """Advance one control period (``decimation`` physics steps) and return the measured state.
+
+        Every returned state owns fresh arrays: later steps never modify a state already handed out.
+        """
         model, data = self.model, self.data
         target = self._physics_step + self.decimation
         pending = self._pending

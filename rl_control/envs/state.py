@@ -22,20 +22,3 @@ class RobotState:
     imu_linear_acceleration: np.ndarray | None = None  # m/s², body frame (specific force, +g at rest)
     base_linear_velocity: np.ndarray | None = None  # m/s, body frame (odometry twist)
     stamp: float = 0.0  # seconds
-
-    def copy(self) -> RobotState:
-        """Deep copy (arrays copied), so a stored state is never changed by a later step."""
-
-        def dup(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a.copy()
-
-        return RobotState(
-            position=self.position.copy(),
-            velocity=self.velocity.copy(),
-            effort=self.effort.copy(),
-            imu_orientation=dup(self.imu_orientation),
-            imu_angular_velocity=dup(self.imu_angular_velocity),
-            imu_linear_acceleration=dup(self.imu_linear_acceleration),
-            base_linear_velocity=dup(self.base_linear_velocity),
-            stamp=self.stamp,
-        )
