@@ -207,3 +207,60 @@ def test_sigkill_restart_resumes_from_checkpoint_and_catches_up(tmp_path: Path, 
         client.wait_diagnostic(restarted, "lost_messages", "0")
         client.wait_diagnostic(restarted, "duplicate_messages", "8")  # seq 0-7 re-delivered, not re-added
         assert "resumed from" in restarted.output()
+
+
+def test_learner_sigkill_while_the_actor_keeps_controlling_the_sim(tmp_path: Path, probe) -> None:
+    """The whole training graph (realtime sim): the learner dies, the robot stays controlled, it resumes."""
+    controller = "effort_controller"
+    run_dir = tmp_path / "run"
+    document = yaml.safe_load(
+        write_config(tmp_path, checkpoint_every_s=1.0, publish_every_updates=50).read_text()
+    )
+    document["/**"]["ros__parameters"].update(controller=controller, control_rate_hz=50.0)
+    document["learner_node"]["ros__parameters"]["agent"]["utd_ratio"] = 1
+    document["sim_node"] = {"ros__parameters": {"sim_mode": "realtime"}}
+    document["actor_node"] = {
+        "ros__parameters": {"state_timeout_s": 0.5, "transition_batch_size": 10, "max_policy_lag_steps": 0}
+    }
+    config = tmp_path / "graph.yaml"
+    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    client = LearnerClient(probe)
+    commands = probe.collect(Float64MultiArray, messages.command_topic(controller), messages.COMMAND_QOS)
+    sim = NodeProcess("sim_node", config).start()
+    actor = NodeProcess("actor_node", config).start()
+    learner = NodeProcess("learner_node", config).start()
+    restarted = NodeProcess("learner_node", config, log_path=tmp_path / "learner_restarted.log")
+    try:
+
+        def checkpoint_with_updates() -> bool:
+            manifests = RunDirectory(run_dir).manifests()
+            return bool(manifests) and json.loads(manifests[0].read_text())["num_updates"] > 0
+
+        assert probe.spin_until(checkpoint_with_updates, 90.0), f"{actor.output()}\n{learner.output()}"
+        learner.send_signal(signal.SIGKILL)
+        assert learner.wait(timeout_s=10.0) == -signal.SIGKILL
+        saved = json.loads(RunDirectory(run_dir).manifests()[0].read_text())
+
+        # While the learner is down the actor keeps commanding the robot at the control rate.
+        before = len(commands)
+        probe.spin_for(2.0)
+        during = [np.asarray(msg.data) for _, msg in commands[before:]]
+        assert len(during) >= 50, f"only {len(during)} commands in 2 s without a learner:\n{actor.output()}"
+        assert all(cmd.shape == (1,) and np.isfinite(cmd).all() and abs(cmd[0]) <= 2.0 for cmd in during)
+
+        restarted.start()
+        ok = probe.spin_until(lambda: client.latest_policy()[0] > saved["policy_version"], STARTUP_S)
+        assert ok, restarted.output()
+        ok = probe.spin_until(lambda: client.latest_progress().updates > saved["num_updates"], STARTUP_S)
+        assert ok, restarted.output()
+        assert "resumed from" in restarted.output()
+        version = client.latest_policy()[0]
+        assert actor.wait_for_output(f"policy v{version} active", 15.0), actor.output()
+        client.wait_diagnostic(
+            restarted, "lost_messages", "0"
+        )  # the downtime's transitions were re-delivered
+        assert sim.returncode is None and actor.returncode is None
+    finally:
+        for process in (restarted, learner, actor, sim):
+            process.stop()
