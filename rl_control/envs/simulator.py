@@ -86,7 +86,11 @@ class MujocoSimulator:
         control_rate_hz: float,
         randomization: RandomizationConfig | None = None,
         seed: int = 0,
+        fit_physics_step: bool = False,
     ) -> None:
+        """``fit_physics_step``: when the control period is not a multiple of the model's physics step,
+        shorten the step to the largest one dividing the period (e.g. 1 ms for 1 kHz control of a 5 ms
+        model) instead of raising; sim_node uses it to serve fast control rates."""
         self.robot = robot
         self.spec = robot_spec(robot)
         self.model = load_model(robot)
@@ -105,6 +109,11 @@ class MujocoSimulator:
         if not (math.isfinite(control_rate_hz) and control_rate_hz > 0):
             raise ValueError(f"{robot}: control_rate_hz must be > 0, got {control_rate_hz}")
         period = 1.0 / control_rate_hz
+        if fit_physics_step:
+            steps = math.ceil(period / self.physics_dt - 1e-9)
+            if abs(steps * self.physics_dt - period) > 1e-9 + 1e-6 * period:
+                self.physics_dt = period / steps
+                self.model.opt.timestep = self._nominal.opt.timestep = self.physics_dt
         self.decimation = max(1, round(period / self.physics_dt))
         if abs(self.decimation * self.physics_dt - period) > 1e-9 + 1e-6 * period:
             raise ValueError(

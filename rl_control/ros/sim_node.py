@@ -97,7 +97,14 @@ class SimNode:
             control_rate_hz=shared.control_rate_hz,
             randomization=sim_cfg.randomization,
             seed=shared.seed,
+            fit_physics_step=True,
         )
+        model_dt = self._task.spec.timestep
+        if abs(self._sim.physics_dt - model_dt) > 1e-12:
+            self._log.warning(
+                f"physics step shortened from {model_dt:g} s to {self._sim.physics_dt:g} s so that "
+                f"{shared.control_rate_hz:g} Hz control is a whole number of physics steps"
+            )
         self._rng = np.random.default_rng(shared.seed)
         self._lockstep = sim_cfg.sim_mode == "lockstep"
         self._real_time_factor = sim_cfg.real_time_factor
