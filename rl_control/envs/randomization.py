@@ -14,23 +14,6 @@ from dataclasses import dataclass, field, fields
 
 from rl_control.config.errors import FieldError
 
-# Fields holding a [low, high] range, with the inclusive bounds both ends must respect.
-_RANGE_BOUNDS: dict[str, tuple[float, float]] = {
-    "friction": (0.0, 10.0),
-    "mass_scale": (0.01, 100.0),
-    "added_mass": (-100.0, 100.0),
-    "com_offset": (-1.0, 1.0),
-    "damping_scale": (0.0, 100.0),
-    "armature_scale": (0.0, 100.0),
-    "frictionloss_scale": (0.0, 100.0),
-    "kp_scale": (0.01, 100.0),
-    "kd_scale": (0.0, 100.0),
-    "motor_strength": (0.01, 100.0),
-    "action_latency_s": (0.0, 1.0),
-    "observation_delay_s": (0.0, 1.0),
-    "push_interval_s": (0.01, 3600.0),
-}
-
 
 def _check_range(key: str, value: list[float], low_bound: float, high_bound: float) -> None:
     if not isinstance(value, list | tuple) or len(value) != 2:
@@ -78,62 +61,92 @@ class ObservationNoiseConfig:
 
 @dataclass
 class RandomizationConfig:
-    """Per-episode domain randomization of the simulated robot (sim side only; never seen by the actor)."""
+    """Per-episode domain randomization of the simulated robot (sim side only; never seen by the actor).
+
+    Range fields are ``[low, high]`` pairs; their ``min``/``max`` metadata bound both ends.
+    """
 
     enabled: bool = field(
         default=False, metadata={"help": "master switch: false simulates the nominal model"}
     )
     friction: list[float] = field(
         default_factory=lambda: [0.4, 1.25],
-        metadata={"help": "sliding friction coefficient of every geom [low, high] (absolute)"},
+        metadata={
+            "help": "sliding friction coefficient of every geom (absolute) [low, high]",
+            "min": 0.0,
+            "max": 10.0,
+        },
     )
     mass_scale: list[float] = field(
         default_factory=lambda: [0.9, 1.1],
-        metadata={"help": "scale of every body mass and inertia [low, high]"},
+        metadata={"help": "scale of every body mass and inertia [low, high]", "min": 0.01, "max": 100.0},
     )
     added_mass: list[float] = field(
         default_factory=lambda: [-1.0, 1.0],
-        metadata={"help": "mass added to the robot's base (first) body [kg] [low, high]"},
+        metadata={
+            "help": "mass added to the robot's base (first) body [kg] [low, high]",
+            "min": -100.0,
+            "max": 100.0,
+        },
     )
     com_offset: list[float] = field(
         default_factory=lambda: [-0.05, 0.05],
-        metadata={"help": "offset of the base body's centre of mass, per axis [m] [low, high]"},
+        metadata={
+            "help": "offset of the base body's centre of mass, per axis [m] [low, high]",
+            "min": -1.0,
+            "max": 1.0,
+        },
     )
     damping_scale: list[float] = field(
-        default_factory=lambda: [0.8, 1.2], metadata={"help": "scale of joint damping [low, high]"}
+        default_factory=lambda: [0.8, 1.2],
+        metadata={"help": "scale of joint damping [low, high]", "min": 0.0, "max": 100.0},
     )
     armature_scale: list[float] = field(
-        default_factory=lambda: [1.0, 1.05], metadata={"help": "scale of joint armature [low, high]"}
+        default_factory=lambda: [1.0, 1.05],
+        metadata={"help": "scale of joint armature [low, high]", "min": 0.0, "max": 100.0},
     )
     frictionloss_scale: list[float] = field(
-        default_factory=lambda: [0.9, 1.1], metadata={"help": "scale of joint dry friction [low, high]"}
+        default_factory=lambda: [0.9, 1.1],
+        metadata={"help": "scale of joint dry friction [low, high]", "min": 0.0, "max": 100.0},
     )
     kp_scale: list[float] = field(
         default_factory=lambda: [0.9, 1.1],
-        metadata={"help": "scale of position-servo stiffness kp [low, high]"},
+        metadata={"help": "scale of position-servo stiffness kp [low, high]", "min": 0.01, "max": 100.0},
     )
     kd_scale: list[float] = field(
         default_factory=lambda: [0.9, 1.1],
-        metadata={"help": "scale of position-servo damping kd [low, high]"},
+        metadata={"help": "scale of position-servo damping kd [low, high]", "min": 0.0, "max": 100.0},
     )
     motor_strength: list[float] = field(
         default_factory=lambda: [0.9, 1.1],
-        metadata={"help": "scale of the torque/force every motor delivers (and its limit) [low, high]"},
+        metadata={
+            "help": "scale of the torque/force every motor delivers (and its limit) [low, high]",
+            "min": 0.01,
+            "max": 100.0,
+        },
     )
     action_latency_s: list[float] = field(
         default_factory=lambda: [0.0, 0.03],
-        metadata={"help": "delay between a command and its effect, at physics resolution [s] [low, high]"},
+        metadata={
+            "help": "delay between a command and its effect, physics-step resolution [s] [low, high]",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     observation_delay_s: list[float] = field(
         default_factory=lambda: [0.0, 0.02],
-        metadata={"help": "age of the reported state, rounded to whole control steps [s] [low, high]"},
+        metadata={
+            "help": "age of the reported state, whole control steps [s] [low, high]",
+            "min": 0.0,
+            "max": 1.0,
+        },
     )
     observation_noise: ObservationNoiseConfig = field(
         default_factory=ObservationNoiseConfig, metadata={"help": "per-channel measurement noise"}
     )
     push_interval_s: list[float] = field(
         default_factory=lambda: [10.0, 15.0],
-        metadata={"help": "time between external pushes [s] [low, high]"},
+        metadata={"help": "time between external pushes [s] [low, high]", "min": 0.01, "max": 3600.0},
     )
     push_velocity: float = field(
         default=1.0,
@@ -161,15 +174,18 @@ class RandomizationConfig:
     )
 
     def __post_init__(self) -> None:
-        for key, (low_bound, high_bound) in _RANGE_BOUNDS.items():
-            value = getattr(self, key)
-            _check_range(key, value, low_bound, high_bound)
-            setattr(self, key, [float(v) for v in value])
+        for f in fields(self):
+            meta = f.metadata
+            value = getattr(self, f.name)
+            if f.type == "list[float]":
+                _check_range(f.name, value, meta["min"], meta["max"])
+                setattr(self, f.name, [float(v) for v in value])
+            elif f.type == "float":
+                number = float(value)
+                if not math.isfinite(number) or number < meta["min"] or number > meta["max"]:
+                    raise FieldError(
+                        f.name, f"{value!r} outside the allowed [{meta['min']:g}, {meta['max']:g}]"
+                    )
+                setattr(self, f.name, number)
         if isinstance(self.observation_noise, dict):
             self.observation_noise = ObservationNoiseConfig(**self.observation_noise)
-        for key in ("push_velocity", "initial_position_noise", "initial_velocity_noise"):
-            value = float(getattr(self, key))
-            meta = next(f.metadata for f in fields(self) if f.name == key)
-            if not math.isfinite(value) or value < meta["min"] or value > meta["max"]:
-                raise FieldError(key, f"{value!r} outside the allowed [{meta['min']:g}, {meta['max']:g}]")
-            setattr(self, key, value)
