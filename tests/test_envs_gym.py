@@ -212,3 +212,16 @@ def test_scripted_swingup_and_lqr_reach_the_cartpole_success_threshold() -> None
     scripted = _mean_return(env, controller, episodes=3)
     passive = _mean_return(env, lambda obs: np.zeros(1, np.float32), episodes=3)
     assert scripted >= env.task.success_threshold > passive
+
+
+@pytest.mark.parametrize("task_name", TASK_NAMES)
+def test_random_actions_under_randomization_stay_finite(task_name: str) -> None:
+    env = RobotTaskEnv(task_name, randomization=RandomizationConfig(enabled=True, push_interval_s=[0.5, 1.0]))
+    env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        obs, reward, terminated, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+        assert np.all(np.isfinite(obs)) and math.isfinite(reward)
+        if terminated or truncated:
+            env.reset()
+    assert "push_count" in env.randomization_info()
