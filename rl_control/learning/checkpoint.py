@@ -3,8 +3,8 @@
 Run directory layout::
 
     run.json                         dims, agent config, metadata (written once, atomically)
-    checkpoints/ckpt_<updates>.pt    learner state (torch.save of tensors and plain values only)
-    checkpoints/ckpt_<updates>.json  manifest: sha256 + size of the .pt, counters, replay chunks used
+    checkpoints/ckpt_<updates>_<env steps>.pt    learner state (torch.save of tensors and plain values only)
+    checkpoints/ckpt_<updates>_<env steps>.json  manifest: sha256 + size of the .pt, counters, chunks
     replay/chunk_<start>_<end>.npz   online transitions [start, end) of the stream (append-only chunks)
     demos/demos_<k>.npz              demonstration transitions added to the run
 
@@ -36,7 +36,7 @@ RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoints"
 REPLAY_DIR = "replay"
 DEMO_DIR = "demos"
-_MANIFEST_PATTERN = re.compile(r"^ckpt_(\d+)\.json$")
+_MANIFEST_PATTERN = re.compile(r"^ckpt_(\d+)_(\d+)\.json$")
 _CHUNK_PATTERN = re.compile(r"^chunk_(\d+)_(\d+)\.npz$")
 
 
@@ -147,19 +147,26 @@ class RunDirectory:
         directory = self.root / CHECKPOINT_DIR
         if not directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _MANIFEST_PATTERN.match(p.name))]
+        found = [
+            ((int(m.group(1)), int(m.group(2))), p)
+            for p in directory.iterdir()
+            if (m := _MANIFEST_PATTERN.match(p.name))
+        ]
         return [path for _, path in sorted(found, reverse=True)]
 
-    def write_checkpoint(self, tag: int, state: dict[str, Any], content: dict[str, Any]) -> Path:
-        """Write state then manifest (the manifest is the commit point); prune old checkpoints."""
+    def write_checkpoint(self, tag: tuple[int, int], state: dict[str, Any], content: dict[str, Any]) -> Path:
+        """Write state then manifest (the manifest is the commit point); prune old checkpoints.
+
+        ``tag`` (updates, env steps) orders checkpoints; both counters only grow within a run.
+        """
         buffer = io.BytesIO()
         torch.save(state, buffer)
         data = buffer.getvalue()
         directory = self.root / CHECKPOINT_DIR
-        state_path = directory / f"ckpt_{tag:012d}.pt"
+        state_path = directory / f"ckpt_{tag[0]:012d}_{tag[1]:012d}.pt"
         atomic_write(state_path, data)
         manifest = {**content, "state_file": state_path.name, "sha256": sha256(data), "size": len(data)}
-        manifest_path = directory / f"ckpt_{tag:012d}.json"
+        manifest_path = directory / f"ckpt_{tag[0]:012d}_{tag[1]:012d}.json"
         atomic_write(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
         self._prune()
         return state_path

@@ -263,7 +263,7 @@ class Learner:
             "replay_chunks": list(self._replay_chunks),
             "demo_chunks": list(self._demo_chunks),
         }
-        return self.run.write_checkpoint(self.num_updates, state, content)
+        return self.run.write_checkpoint((self.num_updates, self.env_steps), state, content)
 
     def _restore(self, manifest: dict[str, Any], state: dict[str, Any]) -> None:
         try:
