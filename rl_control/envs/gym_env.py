@@ -93,13 +93,15 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         }
 
     def render(self) -> np.ndarray | None:
+        """An RGB frame (240×320) from the model's ``view`` camera; needs OpenGL (e.g. ``MUJOCO_GL=egl``)."""
         if self.render_mode != "rgb_array":
             return None
         import mujoco
 
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.sim.model, 240, 320)
-        self._renderer.update_scene(self.sim.data)
+        camera = "view" if mujoco.mj_name2id(self.sim.model, mujoco.mjtObj.mjOBJ_CAMERA, "view") >= 0 else -1
+        self._renderer.update_scene(self.sim.data, camera=camera)
         return self._renderer.render()
 
     def close(self) -> None:
