@@ -382,6 +382,7 @@ class MujocoSimulator:
         model.actuator_forcerange *= strength[:, None]
         info["motor_strength"] = strength.tolist()
         mujoco.mj_setConst(model, self.data)
+        log.debug("%s: episode randomization %s", self.robot, info)
 
     def _setup_per_step_randomization(self, cfg: RandomizationConfig) -> None:
         info, rng = self.randomization_info, self._rng
