@@ -174,6 +174,15 @@ class ActorNodeConfig:
             "choices": ("auto", "lockstep", "realtime"),
         },
     )
+    realtime_priority: int = field(
+        default=0,
+        metadata={
+            "help": "SCHED_FIFO priority of the control thread (the executor thread gets one less); "
+            "0 = normal scheduling. Needs CAP_SYS_NICE or an rtprio limit; if refused, a warning is logged",
+            "min": 0,
+            "max": 98,
+        },
+    )
 
 
 @dataclass

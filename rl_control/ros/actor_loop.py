@@ -8,6 +8,7 @@ The spin margin adapts to the sleep overshoot actually observed on this machine.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -115,3 +116,16 @@ class DeadlineClock:
         (p99,) = self._overshoot.percentiles((99.0,))
         if np.isfinite(p99):
             self.margin_s = min(max(p99 + 5e-5, self.min_margin_s), self.max_margin_s)
+
+
+def set_realtime_priority(priority: int) -> str:
+    """Give the calling thread SCHED_FIFO ``priority`` (Linux); returns "" on success, else the reason."""
+    if priority <= 0:
+        return ""
+    if not hasattr(os, "sched_setscheduler"):
+        return "SCHED_FIFO is not available on this platform"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, ValueError) as exc:
+        return f"cannot set SCHED_FIFO priority {priority}: {exc} (needs CAP_SYS_NICE or an rtprio limit)"
+    return ""

@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from rl_control.config.schema import SimNodeConfig, params_file_from_argv
 from rl_control.envs.tasks import Task, make_task
 from rl_control.ros.actor_core import ActorCore, Policy, PolicyRejectedError, TransitionBuffer, check_policy
-from rl_control.ros.actor_loop import DeadlineClock, RollingStats
+from rl_control.ros.actor_loop import DeadlineClock, RollingStats, set_realtime_priority
 from rl_control.ros.actor_state import (
     ImuSample,
     JointSample,
@@ -138,6 +138,7 @@ class ActorNode:
         self.rate_hz = float(shared.control_rate_hz)
         self.state_timeout_s = float(actor_cfg.state_timeout_s)
         self.require_enable = bool(actor_cfg.require_enable)
+        self.realtime_priority = int(actor_cfg.realtime_priority)
         self.max_lag = int(actor_cfg.max_policy_lag_steps) if shared.mode == "train" else 0
         self._policy_loader = policy_loader
         self.fatal_error: str | None = None  # set if the control thread dies; run_node then exits 1
@@ -249,10 +250,17 @@ class ActorNode:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Start the policy loader and control threads."""
+        """Start the policy loader and control threads (call it from the executor thread: with
+        ``realtime_priority`` set, the calling thread gets SCHED_FIFO ``realtime_priority - 1``)."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self.prioritize_current_thread(self.realtime_priority - 1)
         self._loader.start()
         self._control.start()
+
+    def step_once(self) -> None:
+        """Run one control tick now, paced by the caller (the benchmark's plain rclpy-timer baseline)."""
+        self._ticks_window += 1
+        self._step(time.monotonic())
 
     def shutdown(self) -> None:
         """Stop the threads, send a last safe command and flush pending transitions."""
@@ -352,7 +360,14 @@ class ActorNode:
         self._log.info(f"policy v{version} active (obs_dim={policy.obs_dim}, act_dim={policy.act_dim})")
 
     # ------------------------------------------------------------------ control thread
+    def prioritize_current_thread(self, priority: int) -> None:
+        """Best effort SCHED_FIFO for the calling thread; a refusal is logged once, not fatal."""
+        problem = set_realtime_priority(priority)
+        if problem:
+            self._log.warning(f"{problem}; running with normal scheduling")
+
     def _control_loop(self) -> None:
+        self.prioritize_current_thread(self.realtime_priority)
         try:
             if self.lockstep:
                 self._lockstep_loop()

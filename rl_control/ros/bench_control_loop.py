@@ -1,0 +1,389 @@
+"""Control-loop benchmark: the actor at 500 Hz and 1 kHz against sim_node in another process.
+
+``rl-control bench control-loop`` calls :func:`bench_control_loop`. For each rate the sim node runs as a child
+process in realtime mode (publishing ``/joint_states`` at the rate); the actor runs in this process with its
+real code path (:class:`~rl_control.ros.actor_node.ActorNode`: subscriptions in an executor thread, the
+deadline-paced control thread, ONNX inference, safety, command publishing). A policy exported by the learning
+code (SAC actor, default preset network) is built at bench time; nothing is downloaded.
+
+Side by side, in the same run and against the same sim process, the same ``ActorNode`` is driven by a plain
+rclpy timer (``create_timer`` on a ``SingleThreadedExecutor``) instead of its control thread: the baseline.
+
+Figures (all over the measured window, after a warm-up):
+
+* ``rate_*``: ticks / wall-clock seconds;
+* tick error: ``|interval between consecutive ticks - period|`` (the same definition for both loops);
+  the deadline thread's own lateness (wake - deadline) is reported too;
+* observation→command latency: from the JointState callback in the actor process to the command publish
+  of the tick that used it (DDS transport from the sim is not included: the sim stamps sim time);
+* ONNX inference: the ``OnnxPolicy`` call inside the tick, in µs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rl_control.paths import SHARE_ENV_VAR, share_dir
+
+logger = logging.getLogger(__name__)
+
+RATES_HZ = (500.0, 1000.0)
+WARMUP_S = 1.0
+STARTUP_TIMEOUT_S = 120.0
+TASK = "pendulum_swingup"
+ROBOT = "pendulum"
+CONTROLLER = "bench_controller"
+
+
+@dataclass
+class LoopFigures:
+    """What one measured phase produced."""
+
+    rate_hz: float
+    target_hz: float
+    tick_error_p50_ms: float
+    tick_error_p99_ms: float
+    lateness_p99_ms: float  # deadline thread only (NaN for the timer)
+    latency_p50_ms: float
+    latency_p99_ms: float
+    inference_p50_us: float
+    inference_p99_us: float
+    ticks: int
+    deadline_misses: int
+
+
+def hot_inference_us(policy_file: Path, calls: int = 3000) -> tuple[float, float]:
+    """p50/p99 of back-to-back OnnxPolicy calls (warm caches): the reference for the in-loop figure."""
+    from rl_control.learning import OnnxPolicy
+
+    policy = OnnxPolicy.from_file(policy_file)
+    obs = np.zeros(policy.obs_dim, np.float32)
+    noise = np.zeros(policy.act_dim, np.float32)
+    samples = np.empty(calls)
+    for i in range(calls):
+        start = time.perf_counter()
+        policy(obs, noise)
+        samples[i] = time.perf_counter() - start
+    return _percentile(samples, 50, 1e6), _percentile(samples, 99, 1e6)
+
+
+def _percentile(values: np.ndarray, q: float, scale: float = 1.0) -> float:
+    return float(np.percentile(values, q) * scale) if values.size else float("nan")
+
+
+def export_bench_policy(directory: Path) -> Path:
+    """Export a (randomly initialised) SAC policy for the pendulum task with the learning code."""
+    from rl_control.envs import make_task
+    from rl_control.learning import Learner, preset_config
+
+    task = make_task(TASK)
+    learner = Learner.create_or_resume(
+        directory / "run",
+        task.observation_dim,
+        task.action_dim,
+        preset_config("sac", device="cpu"),
+        metadata={"joint_names": json.dumps(list(task.joint_names))},
+        resume=False,
+    )
+    path = directory / "bench_policy.onnx"
+    learner.export_onnx(path, stochastic=True)
+    return path
+
+
+def fine_step_share_dir(directory: Path) -> Path:
+    """A copy of the share directory whose pendulum model steps physics at 1 ms (so the sim can run at 1 kHz).
+
+    The shipped pendulum uses a 5 ms physics step (control rates dividing 200 Hz); only the timestep differs.
+    """
+    share = directory / "share"
+    shutil.copytree(share_dir() / "sim", share / "sim")
+    model = share / "sim" / f"{ROBOT}.xml"
+    text = model.read_text(encoding="utf-8")
+    patched, count = re.subn(r'timestep="[0-9.eE+-]+"', 'timestep="0.001"', text, count=1)
+    if count != 1:
+        raise RuntimeError(f"{model}: no <option timestep=...> to set to 1 ms")
+    model.write_text(patched, encoding="utf-8")
+    return share
+
+
+def _experiment(directory: Path, rate_hz: float, policy_file: Path, priority: int) -> tuple[Path, Any]:
+    """Write the YAML for the sim process and build the same config for the in-process actor."""
+    from rl_control.config.schema import parse_experiment
+
+    document = {
+        "/**": {
+            "ros__parameters": {
+                "task": TASK,
+                "controller": CONTROLLER,
+                "control_rate_hz": rate_hz,
+                "run_dir": str(directory / "run"),
+                "mode": "deploy",
+            }
+        },
+        "sim_node": {"ros__parameters": {"sim_mode": "realtime", "publish_clock": False}},
+        "actor_node": {
+            "ros__parameters": {
+                "policy_file": str(policy_file),
+                "sim_mode": "realtime",
+                "reset_service": "",
+                "state_timeout_s": 0.5,
+                "realtime_priority": priority,
+            }
+        },
+    }
+    path = directory / f"bench_{int(rate_hz)}.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path, parse_experiment(document, file=str(path))
+
+
+class _InProcessActor:
+    """An ActorNode with its own rclpy context and executor thread; ``timer_hz``: driven by an rclpy timer."""
+
+    def __init__(self, config: Any, *, timer_hz: float = 0.0) -> None:
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        from rl_control.ros.actor_loop import RollingStats
+        from rl_control.ros.actor_node import ActorNode
+
+        self.context = Context()
+        self.context.init()
+        self.node = Node("actor_node", context=self.context)
+        self.actor = ActorNode(self.node, config, start=False)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self.timer_intervals = RollingStats(8)
+        self._timer_period = 1.0 / timer_hz if timer_hz else 0.0
+        self._last_timer: float | None = None
+        if timer_hz:
+            self.node.create_timer(self._timer_period, self._on_timer)
+        self._spinner = threading.Thread(target=self._spin, name="bench_executor", daemon=True)
+        self._spinner.start()
+        if not timer_hz:
+            self.actor.start()
+
+    def _spin(self) -> None:
+        # the executor thread: one below the control thread (the timer baseline's only thread: the same)
+        self.actor.prioritize_current_thread(self.actor.realtime_priority - (0 if self._timer_period else 1))
+        while not self._stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        if self._last_timer is not None:
+            self.timer_intervals.add(abs(now - self._last_timer - self._timer_period) * 1e6)
+        self._last_timer = now
+        self.actor.step_once()
+
+    def wait_ready(self, timeout_s: float, sim: Any) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.actor._joints is None or self.actor.policy_version < 0:
+            if sim.returncode is not None:
+                raise RuntimeError(f"sim_node exited with code {sim.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no joint state from the sim node within {timeout_s:g} s")
+            time.sleep(0.05)
+
+    def measure(self, duration_s: float, target_hz: float) -> LoopFigures:
+        """Reset the statistics, run for ``duration_s`` and return the figures of that window."""
+        from rl_control.ros.actor_loop import RollingStats
+
+        capacity = int(duration_s * target_hz * 1.5) + 1024
+        actor = self.actor
+        actor.tick_error_us = RollingStats(capacity)
+        actor.interval_error_us = RollingStats(capacity)
+        actor.latency_us = RollingStats(capacity)
+        actor.core.inference_us = RollingStats(capacity)
+        self.timer_intervals = RollingStats(capacity)
+        clock = actor._clock
+        misses_before = 0 if clock is None else clock.misses
+        ticks_before = actor.core.counters.ticks
+        start = time.monotonic()
+        time.sleep(duration_s)
+        elapsed = time.monotonic() - start
+        ticks = actor.core.counters.ticks - ticks_before
+        timer = self._timer_period > 0.0
+        intervals = (self.timer_intervals if timer else actor.interval_error_us).values()
+        lateness = actor.tick_error_us.values()
+        latency = actor.latency_us.values()
+        inference = actor.core.inference_us.values()
+        return LoopFigures(
+            rate_hz=ticks / elapsed,
+            target_hz=target_hz,
+            tick_error_p50_ms=_percentile(intervals, 50, 1e-3),
+            tick_error_p99_ms=_percentile(intervals, 99, 1e-3),
+            lateness_p99_ms=_percentile(lateness, 99, 1e-3),
+            latency_p50_ms=_percentile(latency, 50, 1e-3),
+            latency_p99_ms=_percentile(latency, 99, 1e-3),
+            inference_p50_us=_percentile(inference, 50),
+            inference_p99_us=_percentile(inference, 99),
+            ticks=ticks,
+            deadline_misses=(0 if clock is None else clock.misses - misses_before),
+        )
+
+    def close(self) -> None:
+        self.actor.shutdown()
+        self._stop.set()
+        self._spinner.join(timeout=2.0)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _run_phase(config: Any, sim: Any, duration_s: float, rate_hz: float, *, timer: bool) -> LoopFigures:
+    actor = _InProcessActor(config, timer_hz=rate_hz if timer else 0.0)
+    try:
+        actor.wait_ready(STARTUP_TIMEOUT_S, sim)
+        time.sleep(WARMUP_S)
+        return actor.measure(duration_s, rate_hz)
+    finally:
+        actor.close()
+
+
+def bench_control_loop(
+    json_output: bool = False,
+    duration_s: float = 20.0,
+    quick: bool = False,
+    console: Any = None,
+    realtime_priority: int = 50,
+) -> dict[str, Any]:
+    """Measure the actor control loop at 500 Hz and 1 kHz against sim_node in another process.
+
+    ``quick`` shortens each phase to 3 s (smoke runs; the issue's figures need >= 20 s). Returns the figures
+    dict (keys ``rate_500hz``, ``p99_tick_error_ms_500hz``, ``rate_1khz``, ``p99_tick_error_ms_1khz``,
+    ``latency_p50_ms``, ``latency_p99_ms``, ``inference_p50_us``, ``baseline_p99_tick_error_ms_500hz`` and
+    more); the table goes to ``console`` (default: stderr when ``json_output``, else stdout).
+    ``realtime_priority`` > 0 runs both loops' threads with SCHED_FIFO (``actor_node.realtime_priority``; 50
+    like ros2_control's controller manager; without the privilege a warning is logged and both run normally).
+    """
+    from rl_control.ros.node_process import NodeProcess
+
+    duration_s = min(duration_s, 3.0) if quick else duration_s
+    phases: dict[str, LoopFigures] = {}
+    with tempfile.TemporaryDirectory(prefix="rlc_bench_loop_") as tmp:
+        directory = Path(tmp)
+        policy_file = export_bench_policy(directory)
+        hot_p50, hot_p99 = hot_inference_us(policy_file)
+        env = dict(os.environ, **{SHARE_ENV_VAR: str(fine_step_share_dir(directory))})
+        for rate in RATES_HZ:
+            params, config = _experiment(directory, rate, policy_file, realtime_priority)
+            sim = NodeProcess("sim_node", params, log_path=directory / f"sim_{int(rate)}.log", env=env)
+            with sim:
+                try:
+                    phases[f"thread_{int(rate)}"] = _run_phase(config, sim, duration_s, rate, timer=False)
+                    phases[f"timer_{int(rate)}"] = _run_phase(config, sim, duration_s, rate, timer=True)
+                except RuntimeError as exc:
+                    raise RuntimeError(f"{exc}; sim_node log:\n{sim.output()[-2000:]}") from exc
+    t500, t1k = phases["thread_500"], phases["thread_1000"]
+    b500, b1k = phases["timer_500"], phases["timer_1000"]
+    result: dict[str, Any] = {
+        "rate_500hz": t500.rate_hz,
+        "p99_tick_error_ms_500hz": t500.tick_error_p99_ms,
+        "rate_1khz": t1k.rate_hz,
+        "p99_tick_error_ms_1khz": t1k.tick_error_p99_ms,
+        "latency_p50_ms": t500.latency_p50_ms,
+        "latency_p99_ms": t500.latency_p99_ms,
+        "inference_p50_us": t500.inference_p50_us,
+        "inference_p99_us": t500.inference_p99_us,
+        "inference_hot_p50_us": hot_p50,
+        "inference_hot_p99_us": hot_p99,
+        "baseline_p99_tick_error_ms_500hz": b500.tick_error_p99_ms,
+        "baseline_rate_500hz": b500.rate_hz,
+        "baseline_rate_1khz": b1k.rate_hz,
+        "baseline_p99_tick_error_ms_1khz": b1k.tick_error_p99_ms,
+        "duration_s": duration_s,
+        "realtime_priority": realtime_priority,
+        "phases": {name: vars(figures) for name, figures in phases.items()},
+    }
+    _print_table(result, phases, json_output, console)
+    return result
+
+
+def _print_table(
+    result: dict[str, Any], phases: dict[str, LoopFigures], json_output: bool, console: Any
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console(file=sys.stderr if json_output else sys.stdout)
+    table = Table(
+        title=f"actor control loop vs sim_node (other process), {result['duration_s']:g} s per phase"
+    )
+    table.add_column("figure")
+    for rate in RATES_HZ:
+        table.add_column(f"deadline thread {rate:g} Hz", justify="right")
+        table.add_column(f"rclpy timer {rate:g} Hz", justify="right")
+    rows = [
+        ("achieved rate [Hz]", "rate_hz", "{:.1f}"),
+        ("tick error p50 [ms]", "tick_error_p50_ms", "{:.4f}"),
+        ("tick error p99 [ms]", "tick_error_p99_ms", "{:.4f}"),
+        ("lateness vs deadline p99 [ms]", "lateness_p99_ms", "{:.4f}"),
+        ("obs→command latency p50 [ms]", "latency_p50_ms", "{:.3f}"),
+        ("obs→command latency p99 [ms]", "latency_p99_ms", "{:.3f}"),
+        ("ONNX inference p50 [µs]", "inference_p50_us", "{:.1f}"),
+        ("ONNX inference p99 [µs]", "inference_p99_us", "{:.1f}"),
+        ("deadline misses", "deadline_misses", "{}"),
+    ]
+    for label, key, fmt in rows:
+        cells = []
+        for rate in RATES_HZ:
+            for kind in ("thread", "timer"):
+                value = getattr(phases[f"{kind}_{int(rate)}"], key)
+                cells.append(
+                    "-"
+                    if kind == "timer" and key in ("lateness_p99_ms", "deadline_misses")
+                    else fmt.format(value)
+                )
+        table.add_row(label, *cells)
+    console.print(table)
+    console.print(
+        "targets: 500 Hz with p99 tick error <= 0.2 ms "
+        f"({'met' if result['p99_tick_error_ms_500hz'] <= 0.2 else 'MISSED'}: "
+        f"{result['p99_tick_error_ms_500hz']:.3f} ms); >= 990 Hz at 1 kHz "
+        f"({'met' if result['rate_1khz'] >= 990 else 'MISSED'}: {result['rate_1khz']:.1f} Hz). "
+        "Tick error = |tick interval - period|; timings on a shared machine are noisy."
+    )
+    console.print(
+        f"ONNX inference back-to-back (warm caches): p50 {result['inference_hot_p50_us']:.1f} µs, "
+        f"p99 {result['inference_hot_p99_us']:.1f} µs; in the loop each call follows an idle sleep."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rl_control.ros.bench_control_loop [--json] [--quick] [--duration S]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
+    parser.add_argument("--quick", action="store_true", help="3 s phases (smoke run)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measured phase")
+    parser.add_argument("--rt-priority", type=int, default=50, help="SCHED_FIFO priority (0 = normal)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    result = bench_control_loop(
+        args.json, duration_s=args.duration, quick=args.quick, realtime_priority=args.rt_priority
+    )
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
