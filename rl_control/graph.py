@@ -90,14 +90,17 @@ def parameter_overrides(
 ) -> dict[str, str]:
     """Parameters given to ``node`` on top of the experiment YAML when it runs in ``graph``.
 
-    Empty arguments leave the YAML's values; ``task`` is shared, ``sim_mode`` belongs to sim_node and
-    ``policy_file`` to actor_node (the launch arguments of the same names).
+    Empty arguments leave the YAML's values; ``task`` is shared, ``sim_mode`` goes to sim_node and actor_node
+    (which must pace alike; without a sim node the actor runs realtime) and ``policy_file`` to actor_node
+    (the launch arguments of the same names).
     """
     overrides = dict(get_graph(graph).shared_overrides)
     if task:
         overrides["task"] = task
-    if sim_mode and node is SIM_NODE:
+    if sim_mode and node in (SIM_NODE, ACTOR_NODE):  # the actor paces itself the same way (lockstep/realtime)
         overrides["sim_mode"] = sim_mode
+    if node is ACTOR_NODE and SIM_NODE not in get_graph(graph).nodes:
+        overrides["sim_mode"] = "realtime"  # a real robot: the actor runs on its own clock
     if policy_file and node is ACTOR_NODE:
         overrides["policy_file"] = policy_file
     return overrides
