@@ -225,3 +225,20 @@ def test_random_actions_under_randomization_stay_finite(task_name: str) -> None:
         if terminated or truncated:
             env.reset()
     assert "push_count" in env.randomization_info()
+
+
+def test_quadruped_walks_forward_with_an_open_loop_trot() -> None:
+    """The model can locomote: a fixed diagonal-pair trot moves it forward without falling."""
+    env = RobotTaskEnv("quadruped_walk")
+    obs, _ = env.reset(seed=0)
+    speeds = []
+    for t in range(200):  # 4 s
+        phase = 2.0 * math.pi * 3.0 * t / env.task.control_rate_hz  # 3 Hz
+        action = np.zeros(12, np.float32)
+        for leg, offset in enumerate((0.0, math.pi, math.pi, 0.0)):  # FL, FR, RL, RR: diagonal pairs
+            action[3 * leg + 1] = math.sin(phase + offset)  # thigh swing, full 0.25 rad
+            action[3 * leg + 2] = -max(0.0, math.sin(phase + offset + 3.93))  # calf flex lifts the foot
+        obs, _, terminated, _, _ = env.step(action)
+        assert not terminated
+        speeds.append(obs[0])
+    assert np.mean(speeds[50:]) > 0.25  # body-frame forward speed [m/s] from odometry
