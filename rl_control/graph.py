@@ -86,7 +86,13 @@ def get_graph(graph: str) -> GraphSpec:
 
 
 def parameter_overrides(
-    graph: str, node: NodeSpec, *, task: str = "", sim_mode: str = "", policy_file: str = ""
+    graph: str,
+    node: NodeSpec,
+    *,
+    task: str = "",
+    sim_mode: str = "",
+    policy_file: str = "",
+    with_sim: bool = True,
 ) -> dict[str, str]:
     """Parameters given to ``node`` on top of the experiment YAML when it runs in ``graph``.
 
@@ -99,7 +105,7 @@ def parameter_overrides(
         overrides["task"] = task
     if sim_mode and node in (SIM_NODE, ACTOR_NODE):  # the actor paces itself the same way (lockstep/realtime)
         overrides["sim_mode"] = sim_mode
-    if node is ACTOR_NODE and SIM_NODE not in get_graph(graph).nodes:
+    if node is ACTOR_NODE and SIM_NODE not in graph_nodes(graph, with_sim=with_sim):
         overrides["sim_mode"] = "realtime"  # a real robot: the actor runs on its own clock
     if policy_file and node is ACTOR_NODE:
         overrides["policy_file"] = policy_file
@@ -167,6 +173,7 @@ def launch_description(graph: str):  # -> launch.LaunchDescription (ROS 2 distro
                         task=value("task"),
                         sim_mode=value("sim_mode"),
                         policy_file=value("policy_file"),
+                        with_sim=with_sim,
                     ),
                 ],
                 respawn=node.respawn,

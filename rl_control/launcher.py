@@ -175,7 +175,9 @@ def run_launch(
 
     specs = graph_nodes(graph, with_sim=with_sim)
     overrides = {
-        spec.name: parameter_overrides(graph, spec, task=task, sim_mode=sim_mode, policy_file=policy_file)
+        spec.name: parameter_overrides(
+            graph, spec, task=task, sim_mode=sim_mode, policy_file=policy_file, with_sim=with_sim
+        )
         for spec in specs
     }
     config = resolved_config(config_file, graph, overrides)

@@ -89,7 +89,12 @@ def test_deploy_without_sim_and_with_a_policy(fake_launch) -> None:
         "deploy", {"config": "x.yaml", "with_sim": "false", "policy_file": "/p.onnx"}, fake_launch
     )
     assert [n.kwargs["name"] for n in nodes] == ["actor_node"]
-    assert nodes[0].kwargs["parameters"][1] == {"mode": "deploy", "policy_file": "/p.onnx"}
+    # on a robot the actor paces itself, whatever the file says about the simulator
+    assert nodes[0].kwargs["parameters"][1] == {
+        "mode": "deploy",
+        "policy_file": "/p.onnx",
+        "sim_mode": "realtime",
+    }
     assert [s.name for s in graph_nodes("deploy", with_sim=False)] == ["actor_node"]
 
 
