@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, UInt8MultiArray
+from std_msgs.msg import Bool, Float64MultiArray, UInt8MultiArray
 
 from rl_control.envs import make_task
 from rl_control.learning.networks import Actor, RunningNormalizer
@@ -286,3 +287,42 @@ def test_lockstep_with_sim_node_resets_and_throttles(probe: RosProbe, tmp_path: 
     # within an episode consecutive transitions chain; across the reset they do not
     np.testing.assert_allclose(next_obs[:199], obs[1:200], rtol=1e-6)
     assert not np.allclose(next_obs[199], obs[200])
+
+
+def test_deadman_and_human_intervention(probe: RosProbe, tmp_path: Path) -> None:
+    task = make_task("pendulum_swingup")
+    high = task.command_high[0]
+    config = write_config(
+        tmp_path,
+        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 100.0},
+        actor={"require_enable": True, "policy_file": str(tmp_path / "policy.onnx")},
+    )
+    (tmp_path / "policy.onnx").write_bytes(policy_bytes(3, 1, 0.5))
+    robot = FakeRobot(probe, list(task.joint_names))
+    enable_pub = probe.publisher(Bool, "/rl_control/enable", 1)
+    intervention_pub = probe.publisher(Float64MultiArray, "/rl_control/intervention", 1)
+    joystick: dict[str, Any] = {"deadman": False, "action": None}
+
+    def operator() -> None:  # a joystick node: deadman button and optional override, at 20 Hz
+        enable_pub.publish(Bool(data=joystick["deadman"]))
+        if joystick["action"] is not None:
+            intervention_pub.publish(Float64MultiArray(data=[joystick["action"]]))
+
+    probe.node.create_timer(0.05, operator)
+    with start_actor(config, tmp_path) as actor:
+        since = time.monotonic()
+        assert robot.wait_commands(lambda c: c[0] == 0.0, STARTUP_S, since), (
+            actor.output()
+        )  # deadman released
+        probe.spin_for(0.5)
+        assert np.all(robot.command_values(since)[:, 0] == 0.0)
+        joystick["deadman"] = True
+        assert robot.wait_commands(lambda c: abs(c[0] - 0.5 * high) < 1e-3, 10.0, time.monotonic())
+        joystick["action"] = -1.0
+        assert robot.wait_commands(lambda c: abs(c[0] + high) < 1e-3, 10.0, time.monotonic())
+        joystick["action"] = None  # the override times out after state_timeout_s: back to the policy
+        assert robot.wait_commands(lambda c: abs(c[0] - 0.5 * high) < 1e-3, 10.0, time.monotonic())
+        joystick["deadman"] = False
+        assert robot.wait_commands(lambda c: c[0] == 0.0, 10.0, time.monotonic())
+        assert probe.spin_until(lambda: int(robot.diagnostic("intervention_ticks") or 0) > 0, 5.0)
+        assert int(robot.diagnostic("disabled_ticks")) > 0
