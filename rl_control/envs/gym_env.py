@@ -75,7 +75,7 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
         task, sim = self.task, self.sim
-        sim.apply_command(task.command(action, self._state))
+        sim.apply_command(task.command(action, self._state), checked=True)  # Task.command validated it
         self._state = sim.step()
         next_obs = task.observation(self._state)
         reward = task.reward(self._obs, action, next_obs)

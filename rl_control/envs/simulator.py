@@ -238,21 +238,28 @@ class MujocoSimulator:
         self._last_state = self._measure_state()
         return self._last_state
 
-    def apply_command(self, command: np.ndarray) -> None:
+    def apply_command(self, command: np.ndarray, *, checked: bool = False) -> None:
         """Set the joint command (joint order), held until the next one; takes effect after the latency.
 
         Position commands are targets of the PD servos (computed at the physics rate by MuJoCo); effort
         commands are torques/forces. Values are clipped to the actuator limits; passive joints are ignored.
+        ``checked=True`` skips validation and clipping: only for commands straight from ``Task.command``
+        (float64, right shape, finite, within the limits), as the in-process gym env does.
         """
-        command = np.asarray(command, dtype=np.float64)
-        if command.shape != self._command_shape:
-            raise ValueError(
-                f"{self.robot}: command must have shape ({self._n},) for joints {self.joint_names}, "
-                f"got {command.shape}"
-            )
-        if not math.isfinite(command.dot(command)):  # one reduction catches NaN, ±inf (and absurd values)
-            raise ValueError(f"{self.robot}: command has non-finite (or absurdly large) values: {command}")
-        clipped = np.minimum(np.maximum(command, self._command_low), self._command_high)
+        if checked:
+            clipped = command
+        else:
+            command = np.asarray(command, dtype=np.float64)
+            if command.shape != self._command_shape:
+                raise ValueError(
+                    f"{self.robot}: command must have shape ({self._n},) for joints {self.joint_names}, "
+                    f"got {command.shape}"
+                )
+            if not math.isfinite(command.dot(command)):  # one reduction catches NaN, ±inf, absurd values
+                raise ValueError(
+                    f"{self.robot}: command has non-finite (or absurdly large) values: {command}"
+                )
+            clipped = np.minimum(np.maximum(command, self._command_low), self._command_high)
         ctrl = self._ctrl
         if self._identity_actuation:
             ctrl[:] = clipped

@@ -61,6 +61,7 @@ class Task:
         self.command_high = np.array(self.spec.command_high, dtype=np.float64)
         self.actuated = np.flatnonzero(np.asarray(self.spec.actuator_of_joint) >= 0)
         self.action_dim = len(self.actuated)
+        self._action_shape = (self.action_dim,)
         self.observation_dim = observation_dim
         self.control_rate_hz = float(control_rate_hz)
         self.episode_steps = int(episode_steps)
@@ -83,7 +84,7 @@ class Task:
     def check_action(self, action: np.ndarray) -> np.ndarray:
         """Validate an action (shape, finiteness) and clip it to [-1, 1] (float64 copy)."""
         action = np.array(action, dtype=np.float64)
-        if action.shape != (self.action_dim,):
+        if action.shape != self._action_shape:
             raise ValueError(f"{self.name}: action must have shape ({self.action_dim},), got {action.shape}")
         if not math.isfinite(action.dot(action)):  # one reduction catches NaN, ±inf (and absurd magnitudes)
             raise ValueError(f"{self.name}: action contains non-finite (or absurdly large) values: {action}")
