@@ -10,7 +10,13 @@ import pytest
 
 from rl_control.learning import OnnxPolicy
 from rl_control.learning.experts import pendulum_expert, record_demonstrations, write_pendulum_demonstrations
-from rl_control.learning.gym_train import ActionScaler, evaluate_policy, export_run, train_gym
+from rl_control.learning.gym_train import (
+    ActionScaler,
+    evaluate_batched,
+    evaluate_policy,
+    export_run,
+    train_gym,
+)
 
 
 class PointMass(gym.Env):
@@ -78,3 +84,13 @@ def test_action_scaler_and_space_checks() -> None:
         ActionScaler(gym.spaces.Discrete(3))
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         export_run(Path("/nonexistent/run"))
+
+
+def test_batched_evaluation_equals_sequential_evaluation() -> None:
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return np.clip(-1.5 * obs, -2.0, 2.0)
+
+    sequential = evaluate_policy(PointMass(), policy, episodes=4, seed=3)
+    batched = evaluate_batched([PointMass() for _ in range(4)], policy, seed=3)
+    np.testing.assert_allclose(batched, sequential)
+    assert len(set(np.round(sequential, 6))) > 1  # different seeds, different episodes

@@ -218,21 +218,20 @@ def _sb3_steps_to_threshold(seed: int, max_steps: int, eval_every: int, eval_epi
     import gymnasium as gym
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from rl_control.learning.gym_train import evaluate_policy
+    from rl_control.learning.gym_train import EVAL_SEED_OFFSET, evaluate_batched
 
     sb3, _ = _import_sb3()
-    eval_env = gym.make("Pendulum-v1")
+    eval_envs = [gym.make("Pendulum-v1") for _ in range(eval_episodes)]
     reached: list[int] = []
 
     class _EvaluateUntilThreshold(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % eval_every:
                 return True
-            returns = evaluate_policy(
-                eval_env,
+            returns = evaluate_batched(
+                eval_envs,
                 lambda obs: self.model.predict(obs, deterministic=True)[0],
-                eval_episodes,
-                seed=seed + 1_000_000,
+                seed=seed + EVAL_SEED_OFFSET,
             )
             if float(np.mean(returns)) >= PENDULUM_THRESHOLD:
                 reached.append(self.num_timesteps)
@@ -241,7 +240,8 @@ def _sb3_steps_to_threshold(seed: int, max_steps: int, eval_every: int, eval_epi
 
     model = sb3.SAC("MlpPolicy", gym.make("Pendulum-v1"), seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=max_steps, callback=_EvaluateUntilThreshold())
-    eval_env.close()
+    for env in eval_envs:
+        env.close()
     return reached[0] if reached else None
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 EnvFactory = Callable[[], gym.Env]
 POLICY_FILE = "policy.onnx"
 STOCHASTIC_POLICY_FILE = "policy_stochastic.onnx"
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds seed + 1e6 + i, apart from training resets
 
 
 class ActionScaler:
@@ -76,6 +77,29 @@ def evaluate_policy(
     return returns
 
 
+def evaluate_batched(
+    envs: list[gym.Env], batch_policy_fn: Callable[[np.ndarray], np.ndarray], seed: int
+) -> list[float]:
+    """One episode per environment, stepped in lockstep with one batched policy call per step.
+
+    Environment ``i`` is reset with ``seed + i``, so the returns equal those of :func:`evaluate_policy`
+    with ``episodes=len(envs)``; ``batch_policy_fn`` maps ``[k, obs_dim]`` to ``[k, act_dim]`` env actions.
+    """
+    observations = [env.reset(seed=seed + index)[0] for index, env in enumerate(envs)]
+    returns = [0.0] * len(envs)
+    alive = list(range(len(envs)))
+    while alive:
+        actions = batch_policy_fn(np.stack([observations[index] for index in alive]))
+        still_alive = []
+        for row, index in enumerate(alive):
+            observations[index], reward, terminated, truncated, _ = envs[index].step(actions[row])
+            returns[index] += float(reward)
+            if not (terminated or truncated):
+                still_alive.append(index)
+        alive = still_alive
+    return returns
+
+
 def train_gym(
     env_id: str,
     preset: str,
@@ -107,7 +131,8 @@ def train_gym(
     if steps < 1 or eval_every < 1 or eval_episodes < 1:
         raise ValueError("steps, eval_every and eval_episodes must be positive")
     factory = env_factory or make_env_factory(env_id)
-    env, eval_env = factory(), factory()
+    env = factory()
+    eval_envs = [factory() for _ in range(eval_episodes)]
     try:
         obs_dim, act_dim = space_dims(env)
         scaler = ActionScaler(env.action_space)
@@ -119,7 +144,7 @@ def train_gym(
         if demo_file is not None and learner.num_demonstrations == 0:
             learner.add_demonstrations(Path(demo_file))
         writer = _summary_writer(Path(run_dir)) if tensorboard else None
-        loop = _TrainingLoop(learner, env, eval_env, scaler, seed, eval_episodes, writer)
+        loop = _TrainingLoop(learner, env, eval_envs, scaler, seed, writer)
         summary = loop.run(steps, eval_every, checkpoint_every, stop_at_return, progress, console)
         if export:
             learner.export_onnx(Path(run_dir) / POLICY_FILE, stochastic=False)
@@ -130,8 +155,8 @@ def train_gym(
             writer.close()
         return summary
     finally:
-        env.close()
-        eval_env.close()
+        for each in (env, *eval_envs):
+            each.close()
 
 
 def _summary_writer(run_dir: Path):
@@ -147,28 +172,25 @@ class _TrainingLoop:
         self,
         learner: Learner,
         env: gym.Env,
-        eval_env: gym.Env,
+        eval_envs: list[gym.Env],
         scaler: ActionScaler,
         seed: int,
-        eval_episodes: int,
         writer: Any,
     ) -> None:
         self.learner = learner
         self.env = env
-        self.eval_env = eval_env
+        self.eval_envs = eval_envs
         self.scaler = scaler
         self.seed = seed
-        self.eval_episodes = eval_episodes
         self.writer = writer
         self.evaluations: list[tuple[int, float]] = []
 
     def evaluate(self) -> float:
         learner = self.learner
-        returns = evaluate_policy(
-            self.eval_env,
+        returns = evaluate_batched(
+            self.eval_envs,
             lambda obs: self.scaler.to_env(learner.act(obs, deterministic=True)),
-            self.eval_episodes,
-            seed=self.seed + 1_000_000,
+            seed=self.seed + EVAL_SEED_OFFSET,
         )
         mean = float(np.mean(returns))
         self.evaluations.append((learner.env_steps, mean))
