@@ -107,6 +107,9 @@ def test_bad_commands_and_actions_are_rejected(task_name: str) -> None:
     assert safe.shape == (len(task.joint_names),) and np.all(np.isfinite(safe))
     if task.command_interface == "position":
         np.testing.assert_allclose(safe, np.clip(state.position, task.command_low, task.command_high))
+        broken = RobotState(np.full(len(task.joint_names), np.nan), state.velocity, state.effort)
+        with pytest.raises(ValueError, match="cannot hold"):
+            task.safe_command(broken)
     else:
         assert np.all(safe == 0.0)
 

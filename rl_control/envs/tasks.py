@@ -111,9 +111,15 @@ class Task:
         return False
 
     def safe_command(self, state: RobotState) -> np.ndarray:
-        """A command that does no harm: hold the measured position (position iface) or zero effort."""
+        """A command that does no harm: hold the measured position (position iface) or zero effort.
+
+        Raises ``ValueError`` when a position robot's measured position is non-finite (nothing to hold).
+        """
         if self.command_interface == "position":
-            return np.clip(np.asarray(state.position, dtype=np.float64), self.command_low, self.command_high)
+            position = np.asarray(state.position, dtype=np.float64)
+            if position.shape != self.command_low.shape or not np.isfinite(position).all():
+                raise ValueError(f"{self.name}: cannot hold position, measured position is {position}")
+            return np.clip(position, self.command_low, self.command_high)
         return np.zeros(len(self.joint_names))
 
 
