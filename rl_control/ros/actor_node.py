@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import logging
 import queue
 import sys
@@ -85,6 +86,20 @@ class Stamped:
 
     value: Any
     received: float
+
+
+def tune_process_for_control() -> None:
+    """Process settings for a Python control loop (idempotent; called once everything is imported).
+
+    * GIL switch interval 0.1 ms (default 5 ms): bounds how long another thread keeps the GIL from the
+      control thread;
+    * ``gc.freeze()``: the objects alive after start-up (torch, onnx, rclpy, ...) move to the permanent
+      generation, so a full collection no longer walks them — unfrozen, one takes tens of ms and stalls
+      the control thread (the collector runs with the GIL held, in whichever thread triggers it).
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()
 
 
 def resolve_lockstep(sim_mode: str, params_file: str | None) -> bool:
@@ -178,7 +193,6 @@ class ActorNode:
         self._enable: Stamped | None = None
         self._intervention: Stamped | None = None
         self._progress_env_steps = 0
-        self._progress_updates = 0
         self._new_state = threading.Event()
         self._mapper = JointStateMapper(self.task.joint_names, JOINT_STATES_TOPIC)
         self._warn_state = ThrottledLog(self._log.warning)
@@ -205,7 +219,8 @@ class ActorNode:
         self.policy_swaps = 0
         self.policies_rejected = 0
         self.last_policy_error = ""
-        self._policy_queue: queue.Queue[tuple[int, bytes]] = queue.Queue(maxsize=1)
+        # newest pending (version, ONNX bytes); None wakes the loader for shutdown
+        self._policy_queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
 
         self._command_msg = Float64MultiArray()
         self._command_pub = node.create_publisher(Float64MultiArray, self.command_topic, COMMAND_QOS)
@@ -252,7 +267,7 @@ class ActorNode:
     def start(self) -> None:
         """Start the policy loader and control threads (call it from the executor thread: with
         ``realtime_priority`` set, the calling thread gets SCHED_FIFO ``realtime_priority - 1``)."""
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        tune_process_for_control()
         self.prioritize_current_thread(self.realtime_priority - 1)
         self._loader.start()
         self._control.start()
@@ -266,6 +281,7 @@ class ActorNode:
         """Stop the threads, send a last safe command and flush pending transitions."""
         self._stop.set()
         self._new_state.set()
+        self._offer_policy(None)
         for thread in (self._control, self._loader):
             if thread.is_alive():
                 thread.join(timeout=2.0)
@@ -317,7 +333,6 @@ class ActorNode:
             self._warn_state(str(exc))
             return
         self._progress_env_steps = progress.env_steps
-        self._progress_updates = progress.updates
         self._new_state.set()
 
     def _on_policy(self, msg: UInt8MultiArray) -> None:
@@ -326,9 +341,14 @@ class ActorNode:
         except ValueError as exc:
             self._reject(str(exc))
             return
-        with contextlib.suppress(queue.Empty):  # keep only the newest pending policy
+        self._offer_policy((version, data))
+
+    def _offer_policy(self, item: tuple[int, bytes] | None) -> None:
+        """Queue ``item`` for the loader, replacing a pending one (only the newest policy matters)."""
+        with contextlib.suppress(queue.Empty):
             self._policy_queue.get_nowait()
-        self._policy_queue.put_nowait((version, data))
+        with contextlib.suppress(queue.Full):  # a concurrent offer won: that one is newer anyway
+            self._policy_queue.put_nowait(item)
 
     # ------------------------------------------------------------------ policies (loader thread)
     def _reject(self, reason: str) -> None:
@@ -337,11 +357,15 @@ class ActorNode:
         self._log.error(f"rejected policy: {reason}; keeping policy v{self.policy_version}")
 
     def _policy_loader_loop(self) -> None:
+        # Blocks without polling: a normal-priority thread waking up to hold the GIL could be preempted
+        # while holding it and delay the control thread. With realtime_priority the loader gets SCHED_FIFO 1:
+        # never preempted by ordinary processes, always by the control and executor threads.
+        self.prioritize_current_thread(1 if self.realtime_priority > 2 else 0)
         while not self._stop.is_set():
-            try:
-                version, data = self._policy_queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            item = self._policy_queue.get()
+            if item is None:
+                break
+            version, data = item
             try:
                 policy = self._policy_loader(data)
                 check_policy(policy, self.task, self.task.joint_names)

@@ -159,7 +159,7 @@ class _InProcessActor:
         from rclpy.node import Node
 
         from rl_control.ros.actor_loop import RollingStats
-        from rl_control.ros.actor_node import ActorNode
+        from rl_control.ros.actor_node import ActorNode, tune_process_for_control
 
         self.context = Context()
         self.context.init()
@@ -175,7 +175,9 @@ class _InProcessActor:
             self.node.create_timer(self._timer_period, self._on_timer)
         self._spinner = threading.Thread(target=self._spin, name="bench_executor", daemon=True)
         self._spinner.start()
-        if not timer_hz:
+        if timer_hz:
+            tune_process_for_control()  # the same process settings as the control thread gets
+        else:
             self.actor.start()
 
     def _spin(self) -> None:
