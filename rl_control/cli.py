@@ -9,6 +9,8 @@ Subcommands: ``launch`` (the node graph), ``train`` (in-process training on a Gy
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import logging
 import sys
@@ -19,6 +21,13 @@ from typing import Any
 from rl_control.config.errors import ConfigError
 
 log = logging.getLogger("rl_control")
+
+BENCHMARKS = {
+    "learner": "rl_control.learning.bench:bench_learner",
+    "sample-efficiency": "rl_control.learning.bench:bench_sample_efficiency",
+    "sim": "rl_control.envs.bench:bench_sim",
+    "control-loop": "rl_control.ros.bench_control_loop:bench_control_loop",
+}
 
 EPILOG = """\
 first steps:
@@ -126,37 +135,22 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_functions() -> dict[str, Callable[..., dict[str, Any]]]:
-    def learner(**kw: Any) -> dict[str, Any]:
-        from rl_control.learning.bench import bench_learner
-
-        return bench_learner(**kw)
-
-    def sample_efficiency(**kw: Any) -> dict[str, Any]:
-        from rl_control.learning.bench import bench_sample_efficiency
-
-        return bench_sample_efficiency(**kw)
-
-    def sim(**kw: Any) -> dict[str, Any]:
-        from rl_control.envs.bench import bench_sim
-
-        return bench_sim(**kw)
-
-    def control_loop(**kw: Any) -> dict[str, Any]:
-        from rl_control.ros.bench_control_loop import bench_control_loop
-
-        return bench_control_loop(**kw)
-
-    return {
-        "learner": learner,
-        "sample-efficiency": sample_efficiency,
-        "sim": sim,
-        "control-loop": control_loop,
-    }
+def _bench_function(name: str) -> Callable[..., dict[str, Any]]:
+    """The benchmark function of subcommand ``name``, imported only when run (ROS only for control-loop)."""
+    module, function = BENCHMARKS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    result = _bench_functions()[args.which](json_output=args.json, quick=args.quick)
+    bench = _bench_function(args.which)
+    options = {"preset": args.preset, "seeds": args.seeds, "duration_s": args.duration}
+    given = {key: value for key, value in options.items() if value is not None}
+    accepted = inspect.signature(bench).parameters
+    for key in given:
+        if key not in accepted:
+            flag = "--duration" if key == "duration_s" else f"--{key}"
+            raise SystemExit(f"rl-control bench {args.which}: {flag} does not apply to this benchmark")
+    result = bench(json_output=args.json, quick=args.quick, **given)
     if args.json:
         print(json.dumps(result))
     return 0
@@ -255,9 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_record)
 
     p = sub.add_parser("bench", help="benchmarks; print a table, or JSON with --json")
-    p.add_argument("which", choices=tuple(_bench_functions()))
+    p.add_argument("which", choices=tuple(BENCHMARKS))
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     p.add_argument("--quick", action="store_true", help="shorter run (rougher figures)")
+    p.add_argument("--preset", help="sample-efficiency: the preset compared with SB3 SAC (default: droq)")
+    p.add_argument("--seeds", type=int, help="sample-efficiency: number of seeds (default: 3)")
+    p.add_argument("--duration", type=float, help="control-loop: seconds per measured rate (default: 20)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("config", help="validate or print an experiment config")
