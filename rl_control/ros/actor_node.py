@@ -203,6 +203,7 @@ class ActorNode:
         self.tick_error_us = RollingStats(4096)
         self.interval_error_us = RollingStats(4096)
         self.latency_us = RollingStats(4096)
+        self._latency_sample: JointSample | None = None
         self._ticks_window = 0
         self._window_start = time.monotonic()
         self.achieved_rate_hz = 0.0
@@ -503,7 +504,9 @@ class ActorNode:
         if result.command is None:
             return
         self._publish_command(result.command)
-        if joints is not None:
+        if joints is not None and joints is not self._latency_sample:
+            # observation -> command: the first command computed from each newly received state
+            self._latency_sample = joints
             self.latency_us.add((time.monotonic() - joints.received) * 1e6)
 
     def _publish_command(self, command: np.ndarray) -> None:

@@ -14,8 +14,8 @@ Figures (all over the measured window, after a warm-up):
 * ``rate_*``: ticks / wall-clock seconds;
 * tick error: ``|interval between consecutive ticks - period|`` (the same definition for both loops);
   the deadline thread's own lateness (wake - deadline) is reported too;
-* observation→command latency: from the JointState callback in the actor process to the command publish
-  of the tick that used it (DDS transport from the sim is not included: the sim stamps sim time);
+* observation→command latency: from the JointState callback in the actor process to the publish of the
+  first command computed from that state (the DDS hop from the sim is not included: it stamps sim time);
 * ONNX inference: the ``OnnxPolicy`` call inside the tick, in µs.
 """
 
@@ -215,12 +215,13 @@ class _InProcessActor:
         self.timer_intervals = RollingStats(capacity)
         clock = actor._clock
         misses_before = 0 if clock is None else clock.misses
-        ticks_before = actor.core.counters.ticks
         start = time.monotonic()
         time.sleep(duration_s)
         elapsed = time.monotonic() - start
-        ticks = actor.core.counters.ticks - ticks_before
         timer = self._timer_period > 0.0
+        # control slots served: timer callbacks or deadline-thread wake-ups (an episode end may run the
+        # tick logic twice in one slot, so the actor's own tick counter is not the rate)
+        ticks = (self.timer_intervals if timer else actor.tick_error_us).total
         intervals = (self.timer_intervals if timer else actor.interval_error_us).values()
         lateness = actor.tick_error_us.values()
         latency = actor.latency_us.values()
