@@ -37,27 +37,28 @@ class PointMass(gym.Env):
         return np.array([self.x], np.float32), -abs(self.x), False, self.t >= 20, {}
 
 
+@pytest.mark.slow  # about 8 s on an idle 2-core machine, up to ~40 s when the machine is shared
 def test_short_training_run_measurably_improves_return(tmp_path: Path) -> None:
     env = PointMass()
     zero = evaluate_policy(env, lambda obs: np.zeros(1, np.float32), episodes=10, seed=5)
     summary = train_gym(
         "PointMass",
-        "droq",
+        "sac",
         steps=600,
         run_dir=tmp_path / "run",
         seed=0,
         eval_every=300,
         env_factory=PointMass,
-        overrides={"hidden_sizes": [64, 64], "batch_size": 64, "utd_ratio": 4, "learning_starts": 100},
+        overrides={"hidden_sizes": [64, 64], "batch_size": 64, "utd_ratio": 2, "learning_starts": 50},
         eval_episodes=10,
         progress=False,
         tensorboard=False,
     )
-    assert summary["env_steps"] == 600 and summary["num_updates"] == 4 * 501
+    assert summary["env_steps"] == 600 and summary["num_updates"] == 2 * 551
     final = summary["final_eval_return"]
-    # Doing nothing scores about -15; driving to the origin scores about -3.5.
+    # Doing nothing scores about -15; driving straight to the origin about -1.2 (seeds 0-2 reach -1.3..-1.8).
     assert np.mean(zero) < -10.0
-    assert final > -6.0, summary["evaluations"]
+    assert final > -4.0, summary["evaluations"]
     policy = OnnxPolicy.from_file(summary["onnx_path"])
     scaler = ActionScaler(env.action_space)
     onnx_returns = evaluate_policy(env, lambda obs: scaler.to_env(policy(obs)), episodes=10, seed=1_000_000)
