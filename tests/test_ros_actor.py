@@ -230,6 +230,8 @@ def test_corrupt_policy_rejected_old_policy_keeps_running(probe: RosProbe, tmp_p
 
         robot.publish_policy(policy_bytes(3, 1, -0.25, version=4), version=4)  # hot swap to a good one
         assert robot.wait_commands(lambda c: abs(c[0] + 0.25 * high) < 1e-3, 20.0, since), actor.output()
+    probe.spin_for(0.5)
+    assert robot.command_values()[-1][0] == 0.0  # the last command on shutdown (SIGINT) is the safe one
 
 
 def test_train_mode_streams_transitions(probe: RosProbe, tmp_path: Path) -> None:
@@ -326,3 +328,32 @@ def test_deadman_and_human_intervention(probe: RosProbe, tmp_path: Path) -> None
         assert robot.wait_commands(lambda c: c[0] == 0.0, 10.0, time.monotonic())
         assert probe.spin_until(lambda: int(robot.diagnostic("intervention_ticks") or 0) > 0, 5.0)
         assert int(robot.diagnostic("disabled_ticks")) > 0
+
+
+def test_lockstep_quadruped_uses_imu_and_odometry_of_the_same_step(probe: RosProbe, tmp_path: Path) -> None:
+    """A task needing /imu and /odom: each transition is built from the three topics of one sim step."""
+    task = make_task("quadruped_walk")
+    config = write_config(
+        tmp_path,
+        shared={"task": "quadruped_walk", "mode": "train", "control_rate_hz": 50.0},
+        sim={"sim_mode": "lockstep"},
+        actor={"reset_service": "/sim_node/reset", "transition_batch_size": 10, "max_policy_lag_steps": 0},
+    )
+    robot = FakeRobot(probe, list(task.joint_names))
+    robot.publishing = False
+    sim = NodeProcess("sim_node", config, log_path=tmp_path / "sim.log")
+    with sim, start_actor(config, tmp_path) as actor:
+        assert probe.spin_until(lambda: len(robot.transitions) >= 6, STARTUP_S), (
+            f"{actor.output()}\n{sim.output()}"
+        )
+    batches = [
+        messages.decode_transitions(msg, task.observation_dim, task.action_dim)[1]
+        for _, msg in robot.transitions
+    ]
+    obs = np.concatenate([b.obs for b in batches])
+    next_obs = np.concatenate([b.next_obs for b in batches])
+    done = np.concatenate([b.terminated + b.truncated for b in batches]) > 0
+    assert np.all(np.isfinite(obs)) and np.all(np.isfinite(next_obs))
+    assert np.all(np.abs(obs[:, 6:9].sum(axis=1)) > 0.1)  # projected gravity from the IMU, never left at zero
+    chained = ~done[:-1]
+    np.testing.assert_allclose(next_obs[:-1][chained], obs[1:][chained], rtol=1e-5, atol=1e-6)

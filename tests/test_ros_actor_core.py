@@ -273,3 +273,29 @@ def test_policy_raising_value_error_gives_safe_command() -> None:
     result = core.tick(pendulum_state(0.2))
     assert result.source == "safe" and result.command[0] == 0.0
     assert core.counters.bad_actions == 1 and "non-finite" in core.counters.last_error
+
+
+def test_imu_and_odometry_conversion() -> None:
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Imu
+
+    from rl_control.ros.actor_state import imu_sample, odom_sample, robot_state
+
+    imu = Imu()
+    imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = 0.1, 0.2, 0.3, 0.9
+    imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = 1.0, 2.0, 3.0
+    imu.linear_acceleration.z = 9.81
+    imu.header.stamp.sec = 2
+    odom = Odometry()
+    odom.twist.twist.linear.x, odom.twist.twist.linear.y = 0.5, -0.25
+    odom.header.stamp.nanosec = 20_000_000
+    imu_s, odom_s = imu_sample(imu, received=1.0), odom_sample(odom, received=1.5)
+    np.testing.assert_array_equal(imu_s.orientation, [0.9, 0.1, 0.2, 0.3])  # ROS (x, y, z, w) -> (w, x, y, z)
+    np.testing.assert_array_equal(imu_s.angular_velocity, [1.0, 2.0, 3.0])
+    assert imu_s.stamp == 2.0 and odom_s.stamp == pytest.approx(0.02)
+    mapper = JointStateMapper(("a",))
+    joints = mapper.map(joint_state(["a"], [0.5], [0.0], [0.0]), received=1.0)
+    state = robot_state(joints, imu_s, odom_s)
+    np.testing.assert_array_equal(state.base_linear_velocity, [0.5, -0.25, 0.0])
+    np.testing.assert_array_equal(state.imu_linear_acceleration, [0.0, 0.0, 9.81])
+    assert robot_state(joints).imu_orientation is None
