@@ -8,6 +8,8 @@ code (SAC actor, default preset network) is built at bench time; nothing is down
 
 Side by side, in the same run and against the same sim process, the same ``ActorNode`` is driven by a plain
 rclpy timer (``create_timer`` on a ``SingleThreadedExecutor``) instead of its control thread: the baseline.
+A third row drives it by a timer on rclpy's ``EventsExecutor`` (what the actor node's subscriptions use),
+to show how much of the difference the executor alone makes.
 
 Figures (all over the measured window, after a warm-up):
 
@@ -42,7 +44,15 @@ from rl_control.paths import SHARE_ENV_VAR, share_dir
 logger = logging.getLogger(__name__)
 
 RATES_HZ = (500.0, 1000.0)
-WARMUP_S = 1.0
+#: (name, driven by an rclpy timer, EventsExecutor): the actor as shipped; the plain rclpy timer loop (the
+#: baseline); the timer on rclpy's EventsExecutor (how much of the gain the executor alone gives).
+PHASES = (("thread", False, True), ("timer", True, False), ("timer_events", True, True))
+PHASE_TITLES = {
+    "thread": "actor: deadline thread + EventsExecutor",
+    "timer": "baseline: rclpy timer, SingleThreadedExecutor",
+    "timer_events": "rclpy timer, EventsExecutor",
+}
+WARMUP_S = 2.0
 STARTUP_TIMEOUT_S = 120.0
 TASK = "pendulum_swingup"
 ROBOT = "pendulum"
@@ -153,9 +163,10 @@ def _experiment(directory: Path, rate_hz: float, policy_file: Path, priority: in
 class _InProcessActor:
     """An ActorNode with its own rclpy context and executor thread; ``timer_hz``: driven by an rclpy timer."""
 
-    def __init__(self, config: Any, *, timer_hz: float = 0.0) -> None:
+    def __init__(self, config: Any, *, timer_hz: float = 0.0, events: bool = True) -> None:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.experimental import EventsExecutor
         from rclpy.node import Node
 
         from rl_control.ros.actor_loop import RollingStats
@@ -165,7 +176,7 @@ class _InProcessActor:
         self.context.init()
         self.node = Node("actor_node", context=self.context)
         self.actor = ActorNode(self.node, config, start=False)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = (EventsExecutor if events else SingleThreadedExecutor)(context=self.context)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
         self.timer_intervals = RollingStats(8)
@@ -195,7 +206,7 @@ class _InProcessActor:
 
     def wait_ready(self, timeout_s: float, sim: Any) -> None:
         deadline = time.monotonic() + timeout_s
-        while self.actor._joints is None or self.actor.policy_version < 0:
+        while not self.actor.has_state or self.actor.policy_version < 0:
             if sim.returncode is not None:
                 raise RuntimeError(f"sim_node exited with code {sim.returncode}")
             if time.monotonic() > deadline:
@@ -213,8 +224,7 @@ class _InProcessActor:
         actor.latency_us = RollingStats(capacity)
         actor.core.inference_us = RollingStats(capacity)
         self.timer_intervals = RollingStats(capacity)
-        clock = actor._clock
-        misses_before = 0 if clock is None else clock.misses
+        misses_before = actor.deadline_misses
         start = time.monotonic()
         time.sleep(duration_s)
         elapsed = time.monotonic() - start
@@ -237,7 +247,7 @@ class _InProcessActor:
             inference_p50_us=_percentile(inference, 50),
             inference_p99_us=_percentile(inference, 99),
             ticks=ticks,
-            deadline_misses=(0 if clock is None else clock.misses - misses_before),
+            deadline_misses=actor.deadline_misses - misses_before,
         )
 
     def close(self) -> None:
@@ -249,8 +259,10 @@ class _InProcessActor:
         self.context.try_shutdown()
 
 
-def _run_phase(config: Any, sim: Any, duration_s: float, rate_hz: float, *, timer: bool) -> LoopFigures:
-    actor = _InProcessActor(config, timer_hz=rate_hz if timer else 0.0)
+def _run_phase(
+    config: Any, sim: Any, duration_s: float, rate_hz: float, *, timer: bool, events: bool
+) -> LoopFigures:
+    actor = _InProcessActor(config, timer_hz=rate_hz if timer else 0.0, events=events)
     try:
         actor.wait_ready(STARTUP_TIMEOUT_S, sim)
         time.sleep(WARMUP_S)
@@ -289,12 +301,15 @@ def bench_control_loop(
             sim = NodeProcess("sim_node", params, log_path=directory / f"sim_{int(rate)}.log", env=env)
             with sim:
                 try:
-                    phases[f"thread_{int(rate)}"] = _run_phase(config, sim, duration_s, rate, timer=False)
-                    phases[f"timer_{int(rate)}"] = _run_phase(config, sim, duration_s, rate, timer=True)
+                    for name, timer, events in PHASES:
+                        phases[f"{name}_{int(rate)}"] = _run_phase(
+                            config, sim, duration_s, rate, timer=timer, events=events
+                        )
                 except RuntimeError as exc:
                     raise RuntimeError(f"{exc}; sim_node log:\n{sim.output()[-2000:]}") from exc
     t500, t1k = phases["thread_500"], phases["thread_1000"]
     b500, b1k = phases["timer_500"], phases["timer_1000"]
+    e500, e1k = phases["timer_events_500"], phases["timer_events_1000"]
     result: dict[str, Any] = {
         "rate_500hz": t500.rate_hz,
         "p99_tick_error_ms_500hz": t500.tick_error_p99_ms,
@@ -310,6 +325,9 @@ def bench_control_loop(
         "baseline_rate_500hz": b500.rate_hz,
         "baseline_rate_1khz": b1k.rate_hz,
         "baseline_p99_tick_error_ms_1khz": b1k.tick_error_p99_ms,
+        "timer_events_p99_tick_error_ms_500hz": e500.tick_error_p99_ms,
+        "timer_events_rate_1khz": e1k.rate_hz,
+        "timer_events_p99_tick_error_ms_1khz": e1k.tick_error_p99_ms,
         "duration_s": duration_s,
         "realtime_priority": realtime_priority,
         "phases": {name: vars(figures) for name, figures in phases.items()},
@@ -326,35 +344,35 @@ def _print_table(
 
     if console is None:
         console = Console(file=sys.stderr if json_output else sys.stdout)
+    priority = result["realtime_priority"]
+    scheduling = f"SCHED_FIFO {priority}" if priority else "normal scheduling"
     table = Table(
-        title=f"actor control loop vs sim_node (other process), {result['duration_s']:g} s per phase"
+        title=f"control loop vs sim_node in another process: {result['duration_s']:g} s per row, {scheduling}"
     )
-    table.add_column("figure")
+    for header in (
+        "loop",
+        "target Hz",
+        "rate Hz",
+        "tick err p50/p99 ms",
+        "late p99 ms",
+        "obs→cmd p50/p99 ms",
+        "ONNX p50/p99 µs",
+        "misses",
+    ):
+        table.add_column(header, justify="left" if header == "loop" else "right")
     for rate in RATES_HZ:
-        table.add_column(f"deadline thread {rate:g} Hz", justify="right")
-        table.add_column(f"rclpy timer {rate:g} Hz", justify="right")
-    rows = [
-        ("achieved rate [Hz]", "rate_hz", "{:.1f}"),
-        ("tick error p50 [ms]", "tick_error_p50_ms", "{:.4f}"),
-        ("tick error p99 [ms]", "tick_error_p99_ms", "{:.4f}"),
-        ("lateness vs deadline p99 [ms]", "lateness_p99_ms", "{:.4f}"),
-        ("obs→command latency p50 [ms]", "latency_p50_ms", "{:.3f}"),
-        ("obs→command latency p99 [ms]", "latency_p99_ms", "{:.3f}"),
-        ("ONNX inference p50 [µs]", "inference_p50_us", "{:.1f}"),
-        ("ONNX inference p99 [µs]", "inference_p99_us", "{:.1f}"),
-        ("deadline misses", "deadline_misses", "{}"),
-    ]
-    for label, key, fmt in rows:
-        cells = []
-        for rate in RATES_HZ:
-            for kind in ("thread", "timer"):
-                value = getattr(phases[f"{kind}_{int(rate)}"], key)
-                cells.append(
-                    "-"
-                    if kind == "timer" and key in ("lateness_p99_ms", "deadline_misses")
-                    else fmt.format(value)
-                )
-        table.add_row(label, *cells)
+        for name, timer, _events in PHASES:
+            f = phases[f"{name}_{int(rate)}"]
+            table.add_row(
+                PHASE_TITLES[name],
+                f"{rate:g}",
+                f"{f.rate_hz:.1f}",
+                f"{f.tick_error_p50_ms:.3f} / {f.tick_error_p99_ms:.3f}",
+                "-" if timer else f"{f.lateness_p99_ms:.3f}",
+                f"{f.latency_p50_ms:.2f} / {f.latency_p99_ms:.2f}",
+                f"{f.inference_p50_us:.0f} / {f.inference_p99_us:.0f}",
+                "-" if timer else str(f.deadline_misses),
+            )
     console.print(table)
     console.print(
         "targets: 500 Hz with p99 tick error <= 0.2 ms "

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -152,13 +152,14 @@ def run_node(
     args: list[str] | None = None,
     *,
     spin_timeout_s: float = 0.05,
+    executor_factory: Callable[[], Executor] = SingleThreadedExecutor,
 ) -> int:
     """Run one rl_control node until SIGINT/SIGTERM; returns the process exit code.
 
     Creates the node with parameters declared from the overrides (``--params-file``), validates them with
     :func:`rl_control.config.config_from_node`, builds the application with ``build_app(node, config)``,
-    spins, and calls ``app.shutdown()`` on a signal. Config and setup errors give exit code 2 with a
-    clear message on stderr.
+    spins (an executor from ``executor_factory``), and calls ``app.shutdown()`` on a signal. Config and
+    setup errors give exit code 2 with a clear message on stderr.
     """
     from rl_control.config import config_from_node
 
@@ -181,7 +182,7 @@ def run_node(
         except (ConfigError, ValueError, FileNotFoundError) as exc:
             print(f"{node_name}: configuration error: {exc}", file=sys.stderr, flush=True)
             return 2
-        executor = SingleThreadedExecutor()
+        executor = executor_factory()
         executor.add_node(node)
         node.get_logger().info(f"{node_name} running")
         while not stop.is_set() and rclpy.ok() and app.fatal_error is None:
