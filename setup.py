@@ -26,7 +26,7 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
 setup(
     name=PACKAGE,
     version="0.1.0",
-    description="RL robot control: MuJoCo sim and real robots behind ros2_control topics, online SAC/TD3, ONNX actor",
+    description="RL robot control: sim and real robots on ros2_control topics, online SAC/TD3, ONNX actor",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
