@@ -299,3 +299,16 @@ def test_imu_and_odometry_conversion() -> None:
     np.testing.assert_array_equal(state.base_linear_velocity, [0.5, -0.25, 0.0])
     np.testing.assert_array_equal(state.imu_linear_acceleration, [0.0, 0.0, 9.81])
     assert robot_state(joints).imu_orientation is None
+
+
+def test_rolling_stats_recent_window_wraps() -> None:
+    stats = RollingStats(5)
+    for value in range(3):
+        stats.add(float(value))
+    np.testing.assert_array_equal(stats.recent(2), [1.0, 2.0])
+    np.testing.assert_array_equal(stats.recent(10), [0.0, 1.0, 2.0])
+    for value in range(3, 8):  # wraps around: holds 3..7, newest last
+        stats.add(float(value))
+    np.testing.assert_array_equal(stats.recent(4), [4.0, 5.0, 6.0, 7.0])
+    np.testing.assert_array_equal(stats.recent(2), [6.0, 7.0])
+    assert stats.percentiles((50.0,), window=2)[0] == pytest.approx(6.5)
