@@ -210,6 +210,14 @@ class LearnerNodeConfig:
     resume: bool = field(
         default=True, metadata={"help": "resume from the run directory if it has a checkpoint"}
     )
+    torch_threads: int = field(
+        default=0,
+        metadata={
+            "help": "CPU threads torch uses for training (0 = torch's default, one per core)",
+            "min": 0,
+            "max": 256,
+        },
+    )
 
 
 SECTION_CLASSES: dict[str, type] = {

@@ -97,11 +97,16 @@ class LearnerNode:
     """The learner application behind the ``learner_node`` ROS node."""
 
     def __init__(self, node: Node, config: Any) -> None:
+        import torch
+
         from rl_control.envs import make_task
         from rl_control.learning import Learner
 
         shared = config.shared
         learner_cfg = config.learner_node
+        self._torch_threads = learner_cfg.torch_threads
+        if self._torch_threads > 0:
+            torch.set_num_threads(self._torch_threads)
         self._node = node
         self._log = node.get_logger()
         task = make_task(shared.task)
@@ -242,6 +247,10 @@ class LearnerNode:
 
     # --- training thread --------------------------------------------------------------------------
     def _train_loop(self) -> None:
+        if self._torch_threads > 0:  # OpenMP thread counts are per thread: set it where training runs
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
         try:
             while not self._stop.is_set():
                 self._train_once()
