@@ -357,3 +357,37 @@ def test_lockstep_quadruped_uses_imu_and_odometry_of_the_same_step(probe: RosPro
     assert np.all(np.abs(obs[:, 6:9].sum(axis=1)) > 0.1)  # projected gravity from the IMU, never left at zero
     chained = ~done[:-1]
     np.testing.assert_allclose(next_obs[:-1][chained], obs[1:][chained], rtol=1e-5, atol=1e-6)
+
+
+def test_policy_file_for_another_task_is_a_startup_error(tmp_path: Path) -> None:
+    (tmp_path / "policy.onnx").write_bytes(policy_bytes(17, 4, 0.1))  # an arm policy
+    config = write_config(
+        tmp_path,
+        shared={"task": "pendulum_swingup", "mode": "deploy"},
+        actor={"policy_file": str(tmp_path / "policy.onnx")},
+    )
+    with start_actor(config, tmp_path) as actor:
+        assert actor.wait(STARTUP_S) == 2
+    assert "obs_dim=17" in actor.output() and "needs obs_dim=3" in actor.output()
+
+
+@pytest.mark.parametrize(
+    ("actor_mode", "document", "lockstep"),
+    [
+        ("lockstep", None, True),
+        ("realtime", {"sim_node": {"ros__parameters": {"sim_mode": "lockstep"}}}, False),
+        ("auto", {"sim_node": {"ros__parameters": {"sim_mode": "lockstep"}}}, True),
+        ("auto", {"sim_node": {"ros__parameters": {"sim_mode": "realtime"}}}, False),
+        ("auto", {"sim_node": {"ros__parameters": {}}}, True),  # sim_node's default is lockstep
+        ("auto", {"actor_node": {"ros__parameters": {}}}, False),  # no sim node: hardware
+        ("auto", None, False),
+    ],
+)
+def test_resolve_lockstep(tmp_path: Path, actor_mode: str, document: dict | None, lockstep: bool) -> None:
+    from rl_control.ros.actor_node import resolve_lockstep
+
+    path = None
+    if document is not None:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert resolve_lockstep(actor_mode, None if path is None else str(path)) is lockstep
