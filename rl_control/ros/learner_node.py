@@ -58,8 +58,10 @@ from rl_control.ros.node_utils import (
 NODE_NAME = "learner_node"
 STATE_FILE = "learner_node_state.json"
 POLICY_FILE = "policy_latest.onnx"
-#: Env steps per ``learner.train`` call: bounds the time between progress messages and checkpoints.
-TRAIN_CHUNK_STEPS = 10
+#: Target duration of one ``learner.train`` call: bounds the time between progress messages, checkpoints
+#: and the reaction to a shutdown, while training as many env steps per call as the CPU allows.
+TRAIN_CHUNK_S = 0.25
+MAX_CHUNK_STEPS = 64
 RETURN_WINDOW = 20
 
 
@@ -157,6 +159,7 @@ class LearnerNode:
         self.fatal_error: str | None = None
         self._decode_errors = 0
         self._last_progress = LearnerProgress()
+        self._seconds_per_step = 0.0  # moving average of the training time per env step
         self._metrics: dict[str, float] = {}
         self._last_checkpoint = time.monotonic()
         self._last_checkpoint_path = ""
@@ -270,9 +273,15 @@ class LearnerNode:
             self._consumed_steps += stored
             self._pending_steps = 0
         elif self._pending_steps > 0:
-            steps = min(self._pending_steps, TRAIN_CHUNK_STEPS)
+            chunk = int(TRAIN_CHUNK_S / self._seconds_per_step) if self._seconds_per_step > 0 else 1
+            steps = min(self._pending_steps, max(1, min(chunk, MAX_CHUNK_STEPS)))
             updates_before = self._learner.num_updates
+            started = time.perf_counter()
             self._metrics = self._learner.train(steps)
+            per_step = (time.perf_counter() - started) / steps
+            self._seconds_per_step = (
+                per_step if self._seconds_per_step == 0 else (0.8 * self._seconds_per_step + 0.2 * per_step)
+            )
             self._pending_steps -= steps
             self._consumed_steps += steps
             self._update_rate.tick(self._learner.num_updates - updates_before)
@@ -280,8 +289,7 @@ class LearnerNode:
             if self._learner.num_updates - self._updates_at_publish >= self._publish_every:
                 self._publish_policy()
         if self._pending_steps == 0:
-            self._received_seq = self._stream.last_seq
-        self._consumed_seq = self._stream.last_seq
+            self._consumed_seq = self._stream.last_seq
         progress = self._progress()
         if progress != self._last_progress:
             self._publish_progress()
