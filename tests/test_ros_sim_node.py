@@ -10,8 +10,9 @@ import yaml
 
 pytest.importorskip("rclpy")
 
+from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
@@ -49,7 +50,7 @@ def write_config(tmp_path: Path, *, shared: dict | None = None, sim: dict | None
     return path
 
 
-def stamp_ns(msg: JointState) -> int:
+def stamp_ns(msg: JointState | Imu | Odometry) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
@@ -223,3 +224,29 @@ def test_bad_config_exits_with_a_clear_message(
     finally:
         node.stop()
     assert expected in node.output()
+
+
+def test_floating_base_robot_publishes_imu_and_odometry_with_the_joint_state_stamp(
+    tmp_path: Path, probe
+) -> None:
+    config = write_config(tmp_path, shared={"task": "quadruped_walk"})
+    imu = probe.collect(Imu, messages.IMU_TOPIC, messages.STATE_QOS)
+    odom = probe.collect(Odometry, messages.ODOM_TOPIC, messages.STATE_QOS)
+    with NodeProcess("sim_node", config) as node:
+        sim = Lockstep(probe, node)
+        joints = list(sim.latest.name)
+        assert len(joints) == 12 and "FL_hip_joint" in joints
+        for _ in range(3):
+            state = sim.step(list(sim.latest.position))  # position servos: hold the measured pose
+            stamp = stamp_ns(state)
+
+            def sensors_match(stamp: int = stamp) -> bool:
+                return bool(imu and odom) and stamp_ns(imu[-1][1]) == stamp == stamp_ns(odom[-1][1])
+
+            assert probe.spin_until(sensors_match, 5.0), node.output()
+        quaternion = imu[-1][1].orientation
+        norm = np.linalg.norm([quaternion.w, quaternion.x, quaternion.y, quaternion.z])
+        assert norm == pytest.approx(1.0, abs=1e-6)
+        assert imu[-1][1].header.frame_id == "imu_link"
+        assert abs(imu[-1][1].linear_acceleration.z) > 5.0  # gravity (specific force) on a standing robot
+        assert odom[-1][1].child_frame_id == "base_link"
