@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 import contextlib
 import gc
+import hashlib
 import logging
 import queue
 import sys
@@ -221,6 +222,7 @@ class ActorNode:
         self.policy_swaps = 0
         self.policies_rejected = 0
         self.last_policy_error = ""
+        self._policy_identity: tuple[int, bytes] | None = None  # (version, digest) of the active policy
         # newest pending (version, ONNX bytes); None wakes the loader for shutdown
         self._policy_queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
 
@@ -353,6 +355,8 @@ class ActorNode:
         except ValueError as exc:
             self._reject(str(exc))
             return
+        if (version, hashlib.blake2b(data, digest_size=16).digest()) == self._policy_identity:
+            return  # the same policy again (transient-local re-delivery after a reconnect)
         self._offer_policy((version, data))
 
     def _offer_policy(self, item: tuple[int, bytes] | None) -> None:
@@ -388,6 +392,7 @@ class ActorNode:
                 self._reject(f"{POLICY_TOPIC} v{version}: cannot load ONNX ({type(exc).__name__}: {exc})")
                 continue
             self._install(policy, version)
+            self._policy_identity = (version, hashlib.blake2b(data, digest_size=16).digest())
 
     def _install(self, policy: Policy, version: int) -> None:
         self.core.policy = policy  # atomic reference swap; the control thread picks it up next tick
