@@ -264,3 +264,22 @@ def test_learner_sigkill_while_the_actor_keeps_controlling_the_sim(tmp_path: Pat
     finally:
         for process in (restarted, learner, actor, sim):
             process.stop()
+
+
+def test_demonstrations_are_loaded_once_and_restored_on_restart(tmp_path: Path, probe) -> None:
+    from rl_control.learning import save_demonstrations
+
+    demo = tmp_path / "demo.npz"
+    batches = [pendulum_batch(seq) for seq in range(4)]
+    save_demonstrations(
+        demo, TransitionBatch(**{k: np.concatenate([vars(b)[k] for b in batches]) for k in vars(batches[0])})
+    )
+    config = write_config(tmp_path, demo_files=[str(demo)])
+    with NodeProcess("learner_node", config) as node:
+        assert node.wait_for_output("learner_node running", STARTUP_S), node.output()
+        assert f"loaded {4 * BATCH} demonstration transitions from {demo}" in node.output()
+    assert node.returncode == 0, node.output()
+    with NodeProcess("learner_node", config) as node:
+        assert node.wait_for_output("learner_node running", STARTUP_S), node.output()
+        assert f"{4 * BATCH} demonstration transitions restored" in node.output()
+        assert "loaded" not in node.output()
