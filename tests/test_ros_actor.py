@@ -278,8 +278,12 @@ def test_lockstep_with_sim_node_resets_and_throttles(probe: RosProbe, tmp_path: 
         paused_at = rows()
         probe.spin_for(1.0)
         assert rows() == paused_at == 251, "the actor did not pause for the learner"
-        progress_pub.publish(messages.encode_progress(messages.LearnerProgress(env_steps=rows(), updates=1)))
+        # a learner resumed from a run with 5000 steps: its first report is the starting point, so the actor
+        # runs another max_policy_lag_steps + 1 steps and pauses again
+        progress_pub.publish(messages.encode_progress(messages.LearnerProgress(env_steps=5000, updates=1)))
         assert probe.spin_until(lambda: rows() >= 2 * 251, 30.0), actor.output()
+        probe.spin_for(1.0)
+        assert rows() == 2 * 251, "the actor did not pause again"
     batches = [messages.decode_transitions(msg, 3, 1)[1] for _, msg in robot.transitions]
     truncated = np.concatenate([b.truncated for b in batches])
     next_obs = np.concatenate([b.next_obs for b in batches])

@@ -195,6 +195,9 @@ class ActorNode:
         self._enable: Stamped | None = None
         self._intervention: Stamped | None = None
         self._progress_env_steps = 0
+        # learner env steps that predate this actor (a resumed run, another actor): set at the first
+        # progress message so the throttle compares this actor's steps with what the learner took from it
+        self._progress_offset: int | None = None
         self._new_state = threading.Event()
         self._mapper = JointStateMapper(self.task.joint_names, JOINT_STATES_TOPIC)
         self._warn_state = ThrottledLog(self._log.warning)
@@ -346,6 +349,8 @@ class ActorNode:
         except ValueError as exc:
             self._warn_state(str(exc))
             return
+        if self._progress_offset is None:
+            self._progress_offset = progress.env_steps - self.transitions_sent
         self._progress_env_steps = progress.env_steps
         self._new_state.set()
 
@@ -469,7 +474,8 @@ class ActorNode:
         if self.max_lag <= 0:
             return False
         pending = self.core.transitions.rows
-        lag = self.transitions_sent + pending - self._progress_env_steps
+        consumed = self._progress_env_steps - (self._progress_offset or 0)
+        lag = self.transitions_sent + pending - consumed
         if lag <= self.max_lag:
             self.throttled = False
             return False
