@@ -183,8 +183,8 @@ class ActorNode:
             publish_transitions=self._publish_transitions,
             seed=shared.seed,
         )
-        self._command_order = np.array(order, dtype=np.intp)  # command[i] = task_order[order[i]]
-        self._task_from_command = np.argsort(self._command_order)
+        # command[i] = task_order[order[i]]; interventions arrive in command order
+        self._task_from_command = np.argsort(np.array(order, dtype=np.intp))
         self.command_topic = command_topic(shared.controller)
 
         # latest samples, swapped by reference from the executor thread
@@ -647,6 +647,7 @@ class ActorNode:
             "transition_msgs": self.transition_msgs,
             "learner_env_steps": self._progress_env_steps,
             "throttled": self.throttled,
+            "throttle_events": self.throttle_events,
             "reset_failures": self.reset_failures,
         }
         level, message = OK, "running"
