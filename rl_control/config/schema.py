@@ -404,19 +404,3 @@ def config_from_node(node: Any) -> ExperimentConfig:
     names = node.list_parameters([], 0).names
     values = {param.name: param.value for param in node.get_parameters(names)}
     return config_from_parameters(node.get_name(), values, file=params_file_from_argv())
-
-
-__all__ = [
-    "NODE_NAMES",
-    "SHARED_SECTION",
-    "ActorNodeConfig",
-    "ExperimentConfig",
-    "LearnerNodeConfig",
-    "SharedConfig",
-    "SimNodeConfig",
-    "config_from_node",
-    "config_from_parameters",
-    "flatten",
-    "load_experiment",
-    "parse_experiment",
-]
