@@ -209,6 +209,7 @@ def test_sigkill_restart_resumes_from_checkpoint_and_catches_up(tmp_path: Path, 
         assert "resumed from" in restarted.output()
 
 
+@pytest.mark.slow
 def test_learner_sigkill_while_the_actor_keeps_controlling_the_sim(tmp_path: Path, probe) -> None:
     """The whole training graph (realtime sim): the learner dies, the robot stays controlled, it resumes."""
     controller = "effort_controller"
