@@ -250,3 +250,14 @@ def test_floating_base_robot_publishes_imu_and_odometry_with_the_joint_state_sta
         assert imu[-1][1].header.frame_id == "imu_link"
         assert abs(imu[-1][1].linear_acceleration.z) > 5.0  # gravity (specific force) on a standing robot
         assert odom[-1][1].child_frame_id == "base_link"
+
+
+def test_missing_or_unparsable_params_file_exits_with_code_2(tmp_path: Path) -> None:
+    missing = NodeProcess("sim_node", tmp_path / "nope.yaml").start()
+    assert missing.wait(timeout_s=STARTUP_S) == 2
+    assert "nope.yaml: config file not found" in missing.output()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sim_node:\n  ros__parameters: [1, 2\n", encoding="utf-8")
+    unparsable = NodeProcess("sim_node", broken).start()
+    assert unparsable.wait(timeout_s=STARTUP_S) == 2
+    assert "cannot start ROS" in unparsable.output() and "broken.yaml" in unparsable.output()

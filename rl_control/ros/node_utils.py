@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import rclpy
@@ -165,7 +166,17 @@ def run_node(
 
     logging.basicConfig(level=logging.INFO, format=f"[{node_name}] %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv if args is None else args)
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    from rl_control.config.schema import params_file_from_argv
+
+    params_file = params_file_from_argv(argv)
+    if params_file is not None and not Path(params_file).is_file():
+        print(f"{node_name}: configuration error: {params_file}: config file not found", file=sys.stderr)
+        return 2
+    try:
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as exc:  # rcl's RCLError, e.g. a parameter file ROS cannot parse
+        print(f"{node_name}: cannot start ROS: {exc}", file=sys.stderr, flush=True)
+        return 2
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
