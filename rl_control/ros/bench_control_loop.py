@@ -46,12 +46,20 @@ logger = logging.getLogger(__name__)
 RATES_HZ = (500.0, 1000.0)
 #: (name, driven by an rclpy timer, EventsExecutor): the actor as shipped; the plain rclpy timer loop (the
 #: baseline); the timer on rclpy's EventsExecutor (how much of the gain the executor alone gives).
-PHASES = (("thread", False, True), ("timer", True, False), ("timer_events", True, True))
+#: The last row is the actor while a new policy arrives every SWAP_PERIOD_S (hot swaps must not delay ticks).
+PHASES = (
+    ("thread", False, True),
+    ("timer", True, False),
+    ("timer_events", True, True),
+    ("swaps", False, True),
+)
 PHASE_TITLES = {
     "thread": "actor: deadline thread + EventsExecutor",
     "timer": "baseline: rclpy timer, SingleThreadedExecutor",
     "timer_events": "rclpy timer, EventsExecutor",
+    "swaps": "actor during hot swaps (new policy every 0.25 s)",
 }
+SWAP_PERIOD_S = 0.25
 WARMUP_S = 2.0
 STARTUP_TIMEOUT_S = 120.0
 TASK = "pendulum_swingup"
@@ -74,6 +82,7 @@ class LoopFigures:
     inference_p99_us: float
     ticks: int
     deadline_misses: int
+    policy_swaps: int = 0
 
 
 def hot_inference_us(policy_file: Path, calls: int = 3000) -> tuple[float, float]:
@@ -259,15 +268,42 @@ class _InProcessActor:
         self.context.try_shutdown()
 
 
+def _publish_policies(data: bytes, stop: threading.Event) -> None:
+    """Publish ``data`` as a new policy version every SWAP_PERIOD_S from a separate ROS context."""
+    from std_msgs.msg import UInt8MultiArray
+
+    from rl_control.ros.messages import POLICY_QOS, POLICY_TOPIC, encode_policy
+    from rl_control.ros.probe import RosProbe
+
+    with RosProbe("bench_policy_publisher") as probe:
+        publisher = probe.publisher(UInt8MultiArray, POLICY_TOPIC, POLICY_QOS)
+        version = 1000
+        while not stop.wait(SWAP_PERIOD_S):
+            version += 1
+            publisher.publish(encode_policy(data, version))
+
+
 def _run_phase(
-    config: Any, sim: Any, duration_s: float, rate_hz: float, *, timer: bool, events: bool
+    config: Any, sim: Any, duration_s: float, rate_hz: float, *, timer: bool, events: bool, swaps: bool
 ) -> LoopFigures:
     actor = _InProcessActor(config, timer_hz=rate_hz if timer else 0.0, events=events)
+    stop = threading.Event()
+    publisher = None
     try:
         actor.wait_ready(STARTUP_TIMEOUT_S, sim)
+        if swaps:
+            data = Path(config.actor_node.policy_file).read_bytes()
+            publisher = threading.Thread(target=_publish_policies, args=(data, stop), daemon=True)
+            publisher.start()
         time.sleep(WARMUP_S)
-        return actor.measure(duration_s, rate_hz)
+        swaps_before = actor.actor.policy_swaps
+        figures = actor.measure(duration_s, rate_hz)
+        figures.policy_swaps = actor.actor.policy_swaps - swaps_before
+        return figures
     finally:
+        stop.set()
+        if publisher is not None:
+            publisher.join(timeout=5.0)
         actor.close()
 
 
@@ -303,13 +339,14 @@ def bench_control_loop(
                 try:
                     for name, timer, events in PHASES:
                         phases[f"{name}_{int(rate)}"] = _run_phase(
-                            config, sim, duration_s, rate, timer=timer, events=events
+                            config, sim, duration_s, rate, timer=timer, events=events, swaps=name == "swaps"
                         )
                 except RuntimeError as exc:
                     raise RuntimeError(f"{exc}; sim_node log:\n{sim.output()[-2000:]}") from exc
     t500, t1k = phases["thread_500"], phases["thread_1000"]
     b500, b1k = phases["timer_500"], phases["timer_1000"]
     e500, e1k = phases["timer_events_500"], phases["timer_events_1000"]
+    s500, s1k = phases["swaps_500"], phases["swaps_1000"]
     result: dict[str, Any] = {
         "rate_500hz": t500.rate_hz,
         "p99_tick_error_ms_500hz": t500.tick_error_p99_ms,
@@ -328,6 +365,10 @@ def bench_control_loop(
         "timer_events_p99_tick_error_ms_500hz": e500.tick_error_p99_ms,
         "timer_events_rate_1khz": e1k.rate_hz,
         "timer_events_p99_tick_error_ms_1khz": e1k.tick_error_p99_ms,
+        "hot_swap_p99_tick_error_ms_500hz": s500.tick_error_p99_ms,
+        "hot_swap_p99_tick_error_ms_1khz": s1k.tick_error_p99_ms,
+        "hot_swap_rate_1khz": s1k.rate_hz,
+        "hot_swaps": s500.policy_swaps + s1k.policy_swaps,
         "duration_s": duration_s,
         "realtime_priority": realtime_priority,
         "phases": {name: vars(figures) for name, figures in phases.items()},
@@ -358,6 +399,7 @@ def _print_table(
         "obs→cmd p50/p99 ms",
         "ONNX p50/p99 µs",
         "misses",
+        "swaps",
     ):
         table.add_column(header, justify="left" if header == "loop" else "right")
     for rate in RATES_HZ:
@@ -372,6 +414,7 @@ def _print_table(
                 f"{f.latency_p50_ms:.2f} / {f.latency_p99_ms:.2f}",
                 f"{f.inference_p50_us:.0f} / {f.inference_p99_us:.0f}",
                 "-" if timer else str(f.deadline_misses),
+                str(f.policy_swaps) if name == "swaps" else "-",
             )
     console.print(table)
     console.print(
