@@ -142,3 +142,24 @@ def set_realtime_priority(priority: int) -> str:
     except (OSError, ValueError) as exc:
         return f"cannot set SCHED_FIFO priority {priority}: {exc} (needs CAP_SYS_NICE or an rtprio limit)"
     return ""
+
+
+def raise_ordinary_threads(priority: int = 1) -> int:
+    """Give every SCHED_OTHER thread of this process SCHED_FIFO ``priority`` (Linux); returns how many.
+
+    Meant for the DDS threads: they hold locks the control thread's ``publish`` needs, and an ordinary
+    thread preempted by other processes while holding one stalls a real-time caller for a whole time slice
+    (priority inversion). Threads that refuse are skipped.
+    """
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return 0
+    raised = 0
+    for entry in os.listdir("/proc/self/task"):
+        tid = int(entry)
+        try:
+            if os.sched_getscheduler(tid) == os.SCHED_OTHER:
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+                raised += 1
+        except OSError:  # thread exited meanwhile, or no permission
+            continue
+    return raised

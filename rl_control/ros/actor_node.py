@@ -40,7 +40,12 @@ from std_srvs.srv import Trigger
 from rl_control.config.schema import SimNodeConfig, params_file_from_argv
 from rl_control.envs.tasks import Task, make_task
 from rl_control.ros.actor_core import ActorCore, Policy, PolicyRejectedError, TransitionBuffer, check_policy
-from rl_control.ros.actor_loop import DeadlineClock, RollingStats, set_realtime_priority
+from rl_control.ros.actor_loop import (
+    DeadlineClock,
+    RollingStats,
+    raise_ordinary_threads,
+    set_realtime_priority,
+)
 from rl_control.ros.actor_state import (
     ImuSample,
     JointSample,
@@ -278,6 +283,8 @@ class ActorNode:
         self.prioritize_current_thread(self.realtime_priority - 1)
         self._loader.start()
         self._control.start()
+        if self.realtime_priority > 2:
+            raise_ordinary_threads(1)  # DDS threads: no priority inversion on their locks
 
     @property
     def has_state(self) -> bool:

@@ -178,7 +178,7 @@ class _InProcessActor:
         from rclpy.experimental import EventsExecutor
         from rclpy.node import Node
 
-        from rl_control.ros.actor_loop import RollingStats
+        from rl_control.ros.actor_loop import RollingStats, raise_ordinary_threads
         from rl_control.ros.actor_node import ActorNode, tune_process_for_control
 
         self.context = Context()
@@ -197,6 +197,8 @@ class _InProcessActor:
         self._spinner.start()
         if timer_hz:
             tune_process_for_control()  # the same process settings as the control thread gets
+            if self.actor.realtime_priority > 2:
+                raise_ordinary_threads(1)
         else:
             self.actor.start()
 
