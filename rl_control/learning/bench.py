@@ -245,25 +245,68 @@ def _sb3_steps_to_threshold(seed: int, max_steps: int, eval_every: int, eval_epi
     return reached[0] if reached else None
 
 
+def steps_to_threshold(
+    method: str,
+    seed: int,
+    cap: int,
+    *,
+    preset: str = "droq",
+    demo_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    eval_every: int = 200,
+    eval_episodes: int = 10,
+) -> tuple[int | None, float]:
+    """(env steps until the Pendulum-v1 threshold or None, wall-clock s) of ``method``.
+
+    ``method`` is ``"sb3_sac"`` (SB3 SAC defaults) or ``"ours"`` (``preset`` with ``overrides``,
+    learning_starts 100 like SB3, and ``demo_file`` demonstrations if given).
+    """
+    from rl_control.learning.gym_train import train_gym
+
+    start = time.perf_counter()
+    if method == "sb3_sac":
+        return _sb3_steps_to_threshold(seed, cap, eval_every, eval_episodes), time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as scratch:
+        summary = train_gym(
+            "Pendulum-v1",
+            preset,
+            steps=cap,
+            run_dir=Path(scratch) / "run",
+            seed=seed,
+            eval_every=eval_every,
+            demo_file=demo_file,
+            overrides={"learning_starts": 100, **(overrides or {})},
+            eval_episodes=eval_episodes,
+            stop_at_return=PENDULUM_THRESHOLD,
+            progress=False,
+            tensorboard=False,
+            export=False,
+        )
+    return summary["threshold_step"], time.perf_counter() - start
+
+
 def bench_sample_efficiency(
     json_output: bool = False,
     quick: bool = False,
     preset: str = "droq",
     seeds: int = 3,
     console: Console | None = None,
+    overrides: dict[str, Any] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Environment steps until the mean deterministic return over 10 episodes of Pendulum-v1 is >= -200.
 
-    Rows: SB3 SAC with its defaults, ``preset`` (learning_starts 100, as SB3), and ``preset`` with 5
-    scripted-expert demonstration episodes in the offline buffer. Evaluations every 200 steps on
-    the same evaluation seeds for every method. ``quick`` runs one seed with lower step caps.
+    Rows: SB3 SAC with its defaults, ``preset`` (learning_starts 100, as SB3, plus ``overrides``), and
+    ``preset`` with 5 scripted-expert demonstration episodes in the offline buffer. Evaluations every
+    200 steps on the same evaluation seeds for every method. ``quick`` runs one seed with lower step
+    caps. Both sides run with ``threads`` torch threads (1 by default: robust on a shared machine).
     """
     from rl_control.learning.experts import write_pendulum_demonstrations
-    from rl_control.learning.gym_train import train_gym
 
+    if threads > 0:
+        torch.set_num_threads(threads)
     console = console or Console(stderr=True, quiet=json_output)
     seeds = 1 if quick else seeds
-    eval_every, eval_episodes = 200, 10
     sb3_cap, our_cap = (8_000, 3_000) if quick else (20_000, 6_000)
     methods = ["sb3_sac", preset, f"{preset}+demos"]
     steps: dict[str, list[int | None]] = {method: [] for method in methods}
@@ -272,28 +315,17 @@ def bench_sample_efficiency(
         demo_file = Path(scratch) / "pendulum_expert_demos.npz"
         demo_returns = write_pendulum_demonstrations(demo_file, episodes=5)
         for seed in range(seeds):
-            start = time.perf_counter()
-            steps["sb3_sac"].append(_sb3_steps_to_threshold(seed, sb3_cap, eval_every, eval_episodes))
-            wall["sb3_sac"].append(time.perf_counter() - start)
-            for method, demos in ((preset, None), (f"{preset}+demos", demo_file)):
-                start = time.perf_counter()
-                summary = train_gym(
-                    "Pendulum-v1",
-                    preset,
-                    steps=our_cap,
-                    run_dir=Path(scratch) / f"{method}_{seed}",
-                    seed=seed,
-                    eval_every=eval_every,
-                    demo_file=demos,
-                    overrides={"learning_starts": 100},
-                    eval_episodes=eval_episodes,
-                    stop_at_return=PENDULUM_THRESHOLD,
-                    progress=False,
-                    tensorboard=False,
-                    export=False,
+            runs = (
+                ("sb3_sac", "sb3_sac", sb3_cap, None),
+                (preset, "ours", our_cap, None),
+                (f"{preset}+demos", "ours", our_cap, demo_file),
+            )
+            for name, method, cap, demos in runs:
+                reached, seconds = steps_to_threshold(
+                    method, seed, cap, preset=preset, demo_file=demos, overrides=overrides
                 )
-                steps[method].append(summary["threshold_step"])
-                wall[method].append(time.perf_counter() - start)
+                steps[name].append(reached)
+                wall[name].append(seconds)
             log.info("seed %d: %s", seed, {method: values[-1] for method, values in steps.items()})
     sb3_median = _median_or_none(steps["sb3_sac"])
     ours_median = _median_or_none(steps[preset])
@@ -309,6 +341,8 @@ def bench_sample_efficiency(
         "median_steps_ratio_vs_sb3_with_demos": ratio(demos_median),
         "threshold": PENDULUM_THRESHOLD,
         "step_caps": {"sb3_sac": sb3_cap, preset: our_cap, f"{preset}+demos": our_cap},
+        "overrides": {"learning_starts": 100, **(overrides or {})},
+        "threads": torch.get_num_threads(),
         "demo_episode_returns": demo_returns,
     }
     table = Table(title=f"Pendulum-v1: env steps until mean eval return >= {PENDULUM_THRESHOLD:.0f}")
