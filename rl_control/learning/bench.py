@@ -150,14 +150,17 @@ def _rate(run, steps: int) -> float:
 
 
 def bench_learner(
-    json_output: bool = False, quick: bool = False, console: Console | None = None
+    json_output: bool = False, quick: bool = False, console: Console | None = None, threads: int = 0
 ) -> dict[str, Any]:
     """Gradient steps per second vs SB3 SAC at N=2 and N=10 critics, matmul fraction and UTD-20 rates.
 
     One step = one critic-ensemble update + one actor update + one temperature update (batch 256,
     256x256 MLPs, obs 17, act 6). Measurements alternate between both sides over several rounds and
     report the median rate of each. The table goes to stderr (or nowhere when ``json_output``).
+    ``threads`` > 0 sets torch's thread count for both sides (0 keeps torch's default).
     """
+    if threads > 0:
+        torch.set_num_threads(threads)
     console = console or Console(stderr=True, quiet=json_output)
     rounds, steps_n10, steps_n2 = (2, 10, 30) if quick else (5, 30, 100)
     matmul_gflops = measure_matmul_gflops(0.5 if quick else 2.0)
