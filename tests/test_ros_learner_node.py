@@ -284,3 +284,11 @@ def test_demonstrations_are_loaded_once_and_restored_on_restart(tmp_path: Path, 
         assert node.wait_for_output("learner_node running", STARTUP_S), node.output()
         assert f"{4 * BATCH} demonstration transitions restored" in node.output()
         assert "loaded" not in node.output()
+    # The same run directory with resume disabled is refused clearly instead of overwriting the run.
+    no_resume = write_config(tmp_path, demo_files=[str(demo)], resume=False)
+    refused = NodeProcess("learner_node", no_resume).start()
+    try:
+        assert refused.wait(timeout_s=STARTUP_S) == 2
+    finally:
+        refused.stop()
+    assert "configuration error" in refused.output() and "already holds checkpoints" in refused.output()

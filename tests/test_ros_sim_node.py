@@ -21,6 +21,7 @@ from rl_control.envs.simulator import MujocoSimulator
 from rl_control.ros import messages
 from rl_control.ros.node_process import NodeProcess, isolated_ros_domain
 from rl_control.ros.probe import RosProbe
+from rl_control.ros.sim_node import reset_rng
 
 pytestmark = pytest.mark.ros
 
@@ -110,7 +111,7 @@ def test_lockstep_advances_one_period_per_command_matching_the_simulator(tmp_pat
         # The same simulator in-process, reset from the same seeded distribution.
         task = make_task("pendulum_swingup")
         reference = MujocoSimulator(task.robot, control_rate_hz=RATE_HZ, seed=SEED)
-        reference.reset(*task.initial_state(np.random.default_rng(SEED)))
+        reference.reset(*task.initial_state(reset_rng(SEED)))
         np.testing.assert_allclose(first.position, reference.state().position, rtol=0, atol=1e-12)
 
         torques = [1.5, -2.0, 0.7, 0.0, 2.0, 1.0, -1.0, 0.3]

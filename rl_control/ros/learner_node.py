@@ -102,7 +102,7 @@ class LearnerNode:
         import torch
 
         from rl_control.envs import make_task
-        from rl_control.learning import Learner
+        from rl_control.learning import CheckpointError, Learner
 
         shared = config.shared
         learner_cfg = config.learner_node
@@ -120,15 +120,18 @@ class LearnerNode:
         self._checkpoint_every_s = learner_cfg.checkpoint_every_s
         joint_names = tuple(shared.joint_names) or tuple(task.joint_names)
         metadata = {"task": task.name, "joint_names": ",".join(joint_names), "preset": learner_cfg.preset}
-        self._learner = Learner.create_or_resume(
-            self._run_dir,
-            self._obs_dim,
-            self._act_dim,
-            learner_cfg.agent,
-            metadata=metadata,
-            seed=shared.seed,
-            resume=learner_cfg.resume,
-        )
+        try:
+            self._learner = Learner.create_or_resume(
+                self._run_dir,
+                self._obs_dim,
+                self._act_dim,
+                learner_cfg.agent,
+                metadata=metadata,
+                seed=shared.seed,
+                resume=learner_cfg.resume,
+            )
+        except CheckpointError as exc:  # checkpoints exist but none is intact: a setup error, not a crash
+            raise ValueError(f"run_dir {self._run_dir}: {exc}") from exc
         state_path = self._run_dir / STATE_FILE
         resumed = self._learner.env_steps > 0 or self._learner.num_updates > 0
         if resumed and state_path.is_file():

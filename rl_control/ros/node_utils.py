@@ -190,7 +190,7 @@ def run_node(
         try:
             config = config_from_node(node)
             app = build_app(node, config)
-        except (ConfigError, ValueError, FileNotFoundError) as exc:
+        except (ConfigError, ValueError, OSError) as exc:  # OSError: e.g. run_dir exists and resume false
             print(f"{node_name}: configuration error: {exc}", file=sys.stderr, flush=True)
             return 2
         executor = executor_factory()

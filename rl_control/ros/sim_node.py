@@ -80,6 +80,11 @@ def command_index(command_joints: tuple[str, ...], robot_joints: tuple[str, ...]
     return np.array([command_joints.index(name) for name in robot_joints], dtype=np.intp)
 
 
+def reset_rng(seed: int) -> np.random.Generator:
+    """The generator of episode start states: a stream independent of the simulator's (same seed)."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
 class SimNode:
     """The simulator application behind the ``sim_node`` ROS node."""
 
@@ -105,7 +110,7 @@ class SimNode:
                 f"physics step shortened from {model_dt:g} s to {self._sim.physics_dt:g} s so that "
                 f"{shared.control_rate_hz:g} Hz control is a whole number of physics steps"
             )
-        self._rng = np.random.default_rng(shared.seed)
+        self._rng = reset_rng(shared.seed)
         self._lockstep = sim_cfg.sim_mode == "lockstep"
         self._real_time_factor = sim_cfg.real_time_factor
         self._publish_clock = sim_cfg.publish_clock
