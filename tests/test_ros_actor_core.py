@@ -234,7 +234,7 @@ def test_deadline_clock_keeps_absolute_schedule_and_counts_misses() -> None:
     assert np.all(np.abs(np.diff(deadlines) - steps * period) < 1e-9)  # deadlines stay on the t0 + k*T grid
     assert np.all(steps >= 1)  # one tick per slot at most
     assert steps[31] >= 3 and clock.misses >= 2  # the tick after the stall is late, missed slots skipped
-    assert deadlines[-1] - start == pytest.approx(period * (60 + clock.misses), abs=1e-6 + period)
+    assert deadlines[0] - start == pytest.approx(period, abs=1e-3)  # anchored at start(), one period later
 
 
 def test_deadline_clock_wakes_early_on_stop() -> None:
