@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-#: Domain ids handed out by :func:`isolated_ros_domain`; above the 1-100 that tests/conftest.py derives
-#: from process ids, and low enough that Fast DDS ports stay below 65535.
-DOMAIN_RANGE = range(101, 201)
+#: Domain ids handed out by :func:`isolated_ros_domain`: 1-101, the range whose Fast DDS ports stay below
+#: Linux's ephemeral ports (domain 0, every ROS user's default, is left alone).
+DOMAIN_RANGE = range(1, 102)
 
 
 @contextmanager
