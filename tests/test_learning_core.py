@@ -185,3 +185,19 @@ def test_training_changes_weights_and_counts_updates(tmp_path: Path) -> None:
     assert not torch.equal(before, learner.agent.actor.mean_head.weight)
     action = learner.act(np.zeros(OBS_DIM), deterministic=True)
     assert action.shape == (ACT_DIM,) and np.all(np.abs(action) <= 1.0)
+
+
+def test_behaviour_cloning_term_is_q_filtered() -> None:
+    torch.manual_seed(0)
+    config = preset_config("sac", hidden_sizes=[16], demo_bc_weight=1.0, device="cpu")
+    agent = Agent(OBS_DIM, ACT_DIM, config, torch.device("cpu"))
+    obs, demo_action = torch.randn(8, OBS_DIM), torch.rand(4, ACT_DIM) * 2 - 1
+    q_demo = agent.critic(obs[-4:], demo_action).amin(0).detach()
+    q_pi = torch.full((8,), 3.0)
+    q_pi[-4:] = q_demo + 1.0  # the policy's actions look better everywhere: nothing to clone
+    assert agent._behaviour_cloning_loss(obs, q_pi, demo_action).item() == 0.0
+    q_pi[-4:] = q_demo - 1.0
+    q_pi[-2:] = q_demo[-2:] + 1.0  # only the first two demonstration rows pass the filter
+    error = (agent.actor.deterministic(obs[-4:]) - demo_action).square().sum(-1)
+    expected = q_pi.abs().mean() * (error[:2].sum() / 4)
+    torch.testing.assert_close(agent._behaviour_cloning_loss(obs, q_pi, demo_action), expected)

@@ -29,13 +29,15 @@ def resolve_device(name: str) -> torch.device:
 @dataclass
 class Minibatches:
     """Stacked minibatches on the training device: obs/next_obs ``[U, B, o]``, action ``[U, B, a]``,
-    reward/discount ``[U, B]`` (discount = gamma**n, zeroed at true terminations)."""
+    reward/discount ``[U, B]`` (discount = gamma**n, zeroed at true terminations); the last
+    ``demo_rows`` rows of every minibatch come from demonstrations."""
 
     obs: Tensor
     action: Tensor
     reward: Tensor
     next_obs: Tensor
     discount: Tensor
+    demo_rows: int = 0
 
     def __len__(self) -> int:
         return self.obs.shape[0]
@@ -124,8 +126,14 @@ class Agent:
             return None
         return torch.randperm(self.config.num_critics, device=self.device)[: self.config.num_target_critics]
 
-    def actor_update(self, obs: Tensor) -> dict[str, Tensor]:
-        """One actor step (and, for SAC, one temperature step) on normalized observations."""
+    def actor_update(self, obs: Tensor, demo_action: Tensor | None = None) -> dict[str, Tensor]:
+        """One actor step (and, for SAC, one temperature step) on normalized observations.
+
+        With ``demo_action`` (actions of the last ``len(demo_action)`` rows, from demonstrations) and
+        ``demo_bc_weight > 0`` the actor loss adds a behaviour-cloning term on those rows, kept only
+        where the critics value the demonstrated action above the policy's (Q-filter, Nair et al. 2018),
+        scaled by the batch's mean |Q|.
+        """
         if self.is_sac:
             action, log_prob = self.actor.sample(obs)
         else:
@@ -146,6 +154,10 @@ class Agent:
             metrics["entropy"] = -log_prob.detach().mean()
         else:
             actor_loss = -q_pi.mean()
+        if demo_action is not None and self.config.demo_bc_weight > 0.0:
+            actor_loss = actor_loss + self.config.demo_bc_weight * self._behaviour_cloning_loss(
+                obs, q_pi, demo_action
+            )
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
@@ -154,6 +166,17 @@ class Agent:
             torch._foreach_lerp_(self._actor_target_params, self._actor_params, self.config.tau)
         metrics["actor_loss"] = actor_loss.detach()
         return metrics
+
+    def _behaviour_cloning_loss(self, obs: Tensor, q_pi: Tensor, demo_action: Tensor) -> Tensor:
+        rows = demo_action.shape[0]
+        demo_obs = obs[-rows:]
+        with torch.no_grad():
+            q_demo = self.critic.forward_detached(demo_obs, demo_action)
+            q_demo = q_demo.amin(dim=0) if self.config.num_critics <= 2 else q_demo.mean(dim=0)
+            keep = (q_demo > q_pi[-rows:].detach()).float()
+        error = (self.actor.deterministic(demo_obs) - demo_action).square().sum(dim=-1)
+        # Scaled by the mean |Q| (as in TD3+BC, Fujimoto & Gu 2021): the weight is free of the reward scale.
+        return q_pi.detach().abs().mean() * (keep * error).mean()
 
     def update(self, batches: Minibatches, first_update: int) -> dict[str, float]:
         """Run ``len(batches)`` critic updates, interleaving actor updates on the global schedule.
@@ -173,7 +196,8 @@ class Agent:
                 )
             )
             if (first_update + i + 1) % period == 0:
-                actor_metrics = self.actor_update(obs[i])
+                demo_action = batches.action[i, -batches.demo_rows :] if batches.demo_rows else None
+                actor_metrics = self.actor_update(obs[i], demo_action)
         metrics = {"critic_loss": torch.stack(critic_losses).mean()} if critic_losses else {}
         metrics.update(actor_metrics)
         return {name: float(value) for name, value in metrics.items()}

@@ -122,6 +122,14 @@ class AgentConfig:
             "max": 1.0,
         },
     )
+    demo_bc_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Q-filtered behaviour cloning weight on demonstration rows (x mean |Q|); 0: off",
+            "min": 0.0,
+            "max": 1e3,
+        },
+    )
     normalize_observations: bool = field(
         default=False, metadata={"help": "running mean/std observation normalization (baked into ONNX)"}
     )

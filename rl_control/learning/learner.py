@@ -36,6 +36,7 @@ TUNABLE_FIELDS = frozenset(
         "temperature_lr",
         "learning_starts",
         "demo_fraction",
+        "demo_bc_weight",
         "exploration_noise",
         "device",
         "policy_noise",
@@ -211,7 +212,7 @@ class Learner:
         tensors = {
             key: torch.from_numpy(value).to(self.device, non_blocking=True) for key, value in joined.items()
         }
-        return Minibatches(**tensors)
+        return Minibatches(**tensors, demo_rows=demo_rows)
 
     def train(self, env_steps: int) -> dict[str, float]:
         """``utd_ratio * env_steps`` critic updates with the scheduled actor/temperature updates.
