@@ -201,6 +201,7 @@ def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_pat
         assert np.all(np.abs(values) <= task.command_high[0])
         assert int(robot.diagnostic("invalid_state_ticks")) > 0
         assert int(robot.diagnostic("stale_ticks")) > 0
+        assert int(robot.diagnostic("stale_events")) >= 1  # the silence: one fresh -> stale transition
         assert robot.diagnostic("policy_version") == "7"
 
 

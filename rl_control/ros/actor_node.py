@@ -74,7 +74,7 @@ from rl_control.ros.messages import (
     encode_transitions,
 )
 from rl_control.ros.node_utils import ERROR, OK, WARN, DiagnosticsPublisher, Status, ThrottledLog, run_node
-from rl_control.safety import CommandSafety
+from rl_control.safety import CommandSafety, StaleWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,12 @@ class ActorNode:
         self._progress_offset: int | None = None
         self._new_state = threading.Event()
         self._mapper = JointStateMapper(self.task.joint_names, JOINT_STATES_TOPIC)
+        # one watchdog per state topic the observation needs (fed with local receive times)
+        self._watchdogs = {JOINT_STATES_TOPIC: StaleWatchdog(self.state_timeout_s)}
+        if self.task.needs_imu:
+            self._watchdogs[IMU_TOPIC] = StaleWatchdog(self.state_timeout_s)
+        if self.task.needs_odometry:
+            self._watchdogs[ODOM_TOPIC] = StaleWatchdog(self.state_timeout_s)
         self._warn_state = ThrottledLog(self._log.warning)
         self.state_errors = 0
         self.last_state_error = ""
@@ -329,13 +335,16 @@ class ActorNode:
             return
         self._joints = sample
         self._joint_count += 1
+        self._watchdogs[JOINT_STATES_TOPIC].feed(sample.received)
         self._new_state.set()
 
     def _on_imu(self, msg: Imu) -> None:
         self._imu = imu_sample(msg, time.monotonic())
+        self._watchdogs[IMU_TOPIC].feed(self._imu.received)
 
     def _on_odom(self, msg: Odometry) -> None:
         self._odom = odom_sample(msg, time.monotonic())
+        self._watchdogs[ODOM_TOPIC].feed(self._odom.received)
 
     def _on_enable(self, msg: Bool) -> None:
         self._enable = Stamped(bool(msg.data), time.monotonic())
@@ -493,7 +502,7 @@ class ActorNode:
         self.throttled = True
         return True
 
-    def _fresh(self, sample: Stamped | ImuSample | OdomSample | None, now: float) -> bool:
+    def _fresh(self, sample: Stamped | None, now: float) -> bool:
         return sample is not None and now - sample.received <= self.state_timeout_s
 
     def _step(self, now: float) -> None:
@@ -506,11 +515,9 @@ class ActorNode:
                 # keep commanding the robot while the reset is under way
                 self._publish_result(self.core.safe(None if joints is None else robot_state(joints)), joints)
                 return
-            stale = joints is None or now - joints.received > self.state_timeout_s
-            if self.task.needs_imu and not self._fresh(imu, now):
-                stale = True
-            if self.task.needs_odometry and not self._fresh(odom, now):
-                stale = True
+            stale = False
+            for watchdog in self._watchdogs.values():  # evaluate all: each counts its own stale events
+                stale = watchdog.stale(now) or stale
         state = None if joints is None else robot_state(joints, imu, odom)
         enabled = True
         if self.require_enable:
@@ -638,6 +645,7 @@ class ActorNode:
             "policies_rejected": self.policies_rejected,
             "state_age_ms": state_age_ms,
             "stale_ticks": counters.stale,
+            "stale_events": sum(w.stale_events for w in self._watchdogs.values()),
             "invalid_state_ticks": counters.invalid_state,
             "state_errors": self.state_errors,
             "bad_actions": counters.bad_actions,
