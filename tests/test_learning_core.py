@@ -201,3 +201,7 @@ def test_behaviour_cloning_term_is_q_filtered() -> None:
     error = (agent.actor.deterministic(obs[-4:]) - demo_action).square().sum(-1)
     expected = q_pi.abs().mean() * (error[:2].sum() / 4)
     torch.testing.assert_close(agent._behaviour_cloning_loss(obs, q_pi, demo_action), expected)
+    agent.config.demo_bc_q_filter = False  # unfiltered: every demonstration row is cloned
+    torch.testing.assert_close(
+        agent._behaviour_cloning_loss(obs, q_pi, demo_action), q_pi.abs().mean() * error.mean()
+    )

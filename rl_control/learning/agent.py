@@ -131,8 +131,8 @@ class Agent:
 
         With ``demo_action`` (actions of the last ``len(demo_action)`` rows, from demonstrations) and
         ``demo_bc_weight > 0`` the actor loss adds a behaviour-cloning term on those rows, kept only
-        where the critics value the demonstrated action above the policy's (Q-filter, Nair et al. 2018),
-        scaled by the batch's mean |Q|.
+        where the critics value the demonstrated action above the policy's (Q-filter, Nair et al. 2018,
+        unless ``demo_bc_q_filter`` is off), scaled by the batch's mean |Q|.
         """
         if self.is_sac:
             action, log_prob = self.actor.sample(obs)
@@ -170,11 +170,13 @@ class Agent:
     def _behaviour_cloning_loss(self, obs: Tensor, q_pi: Tensor, demo_action: Tensor) -> Tensor:
         rows = demo_action.shape[0]
         demo_obs = obs[-rows:]
+        error = (self.actor.deterministic(demo_obs) - demo_action).square().sum(dim=-1)
+        if not self.config.demo_bc_q_filter:
+            return q_pi.detach().abs().mean() * error.mean()
         with torch.no_grad():
             q_demo = self.critic.forward_detached(demo_obs, demo_action)
             q_demo = q_demo.amin(dim=0) if self.config.num_critics <= 2 else q_demo.mean(dim=0)
             keep = (q_demo > q_pi[-rows:].detach()).float()
-        error = (self.actor.deterministic(demo_obs) - demo_action).square().sum(dim=-1)
         # Scaled by the mean |Q| (as in TD3+BC, Fujimoto & Gu 2021): the weight is free of the reward scale.
         return q_pi.detach().abs().mean() * (keep * error).mean()
 

@@ -130,6 +130,10 @@ class AgentConfig:
             "max": 1e3,
         },
     )
+    demo_bc_q_filter: bool = field(
+        default=True,
+        metadata={"help": "clone a demonstrated action only where the critics rate it above the policy's"},
+    )
     normalize_observations: bool = field(
         default=False, metadata={"help": "running mean/std observation normalization (baked into ONNX)"}
     )

@@ -37,6 +37,7 @@ TUNABLE_FIELDS = frozenset(
         "learning_starts",
         "demo_fraction",
         "demo_bc_weight",
+        "demo_bc_q_filter",
         "exploration_noise",
         "device",
         "policy_noise",
