@@ -9,11 +9,14 @@ and otherwise brings the graph down with a non-zero exit status.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from rl_control.config import ExperimentConfig, load_experiment, parse_experiment
+from rl_control.config import ExperimentConfig, SharedConfig, load_experiment, parse_experiment
 from rl_control.graph import NodeSpec, get_graph, graph_nodes, parameter_overrides
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ def resolved_config(
     """Validate ``config_file`` with the overrides each node will get; ConfigError before anything starts."""
     load_experiment(config_file)  # file-level errors first, with the file's own wording
     document = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    shared_keys = {"task", "mode"}
+    shared_keys = {f.name for f in dataclasses.fields(SharedConfig)}
     for node, overrides in node_overrides.items():
         for key, value in overrides.items():
             section = "/**" if key in shared_keys else node
@@ -45,7 +48,21 @@ def resolved_config(
     return parse_experiment(document, file=str(config_file), base_dir=config_file.parent.resolve())
 
 
-def node_command(spec: NodeSpec, config_file: Path, overrides: dict[str, str]) -> list[str]:
+def write_overrides(directory: Path, spec: NodeSpec, overrides: dict[str, str]) -> Path | None:
+    """A parameter file holding ``overrides`` under the node's own name, or None when there are none.
+
+    ROS 2 lets a node-specific entry beat ``/**`` and ``-p`` whatever their order, and a later file's entry
+    for the same node beat an earlier one; so overrides go in a second file, keyed by node name (what
+    launch_ros does with the dict parameters of the launch files).
+    """
+    if not overrides:
+        return None
+    path = directory / f"{spec.name}_overrides.yaml"
+    path.write_text(yaml.safe_dump({spec.name: {"ros__parameters": overrides}}), encoding="utf-8")
+    return path
+
+
+def node_command(spec: NodeSpec, config_file: Path, override_file: Path | None = None) -> list[str]:
     """The command line that runs one node."""
     command = [
         sys.executable,
@@ -57,8 +74,8 @@ def node_command(spec: NodeSpec, config_file: Path, overrides: dict[str, str]) -
         "--params-file",
         str(config_file),
     ]
-    for key, value in overrides.items():
-        command += ["-p", f"{key}:={value}"]
+    if override_file is not None:
+        command += ["--params-file", str(override_file)]
     return command
 
 
@@ -181,7 +198,13 @@ def run_launch(
         for spec in specs
     }
     config = resolved_config(config_file, graph, overrides)
-    nodes = [ManagedNode(spec, node_command(spec, config_file, overrides[spec.name])) for spec in specs]
+    override_dir = Path(tempfile.mkdtemp(prefix="rl_control_launch_"))
+    nodes = [
+        ManagedNode(
+            spec, node_command(spec, config_file, write_overrides(override_dir, spec, overrides[spec.name]))
+        )
+        for spec in specs
+    ]
     monitor = TrainingMonitor(config, graph=get_graph(graph).name, live=progress)
     processes = GraphProcesses(nodes, emit=monitor.node_output)
 
@@ -212,6 +235,7 @@ def run_launch(
         log.info("stopping the graph: %s", reason)
         processes.stop()
         monitor.stop()
+        shutil.rmtree(override_dir, ignore_errors=True)
     status = 1 if processes.failed else 0
     if "learner_node" in {spec.name for spec in specs}:
         status = max(status, monitor.finish(Path(config.shared.run_dir), reason))

@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 
 from rl_control.graph import GRAPHS, graph_nodes, parameter_overrides
-from rl_control.launcher import node_command, resolved_config
+from rl_control.launcher import node_command, resolved_config, write_overrides
 from rl_control.paths import share_dir
 
 
@@ -80,8 +80,33 @@ def test_launch_files_start_the_graph_nodes(graph: str, fake_launch, tmp_path: P
         assert node.kwargs["parameters"][0] == config
         assert node.kwargs["parameters"][1] == parameter_overrides(graph, spec)
         assert node.kwargs["respawn"] == spec.respawn
-        command = node_command(spec, Path(config), parameter_overrides(graph, spec))
+        override_file = write_overrides(tmp_path, spec, parameter_overrides(graph, spec))
+        command = node_command(spec, Path(config), override_file)
         assert command[2] == spec.module and f"__node:={spec.name}" in command
+        assert command[-2:] == ["--params-file", str(override_file)]
+
+
+@pytest.mark.ros
+def test_launcher_overrides_beat_the_node_section_of_the_config(tmp_path: Path) -> None:
+    """ROS 2 prefers a node's own section to /** and to -p: the overrides must win all the same."""
+    import rclpy
+
+    from rl_control.graph import SIM_NODE
+
+    config = share_dir() / "config" / "pendulum_sim.yaml"  # sim_node: sim_mode: lockstep
+    overrides = parameter_overrides("deploy", SIM_NODE, sim_mode="realtime", task="pendulum_balance")
+    command = node_command(SIM_NODE, config, write_overrides(tmp_path, SIM_NODE, overrides))
+    context = rclpy.Context()
+    context.init(args=command[command.index("--ros-args") :])
+    try:
+        node = rclpy.create_node(
+            "placeholder", context=context, automatically_declare_parameters_from_overrides=True
+        )
+        values = {name: node.get_parameter(name).value for name in ("sim_mode", "task", "mode")}
+        node.destroy_node()
+    finally:
+        context.shutdown()
+    assert values == {"sim_mode": "realtime", "task": "pendulum_balance", "mode": "deploy"}
 
 
 def test_deploy_without_sim_and_with_a_policy(fake_launch) -> None:

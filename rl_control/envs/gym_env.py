@@ -14,6 +14,7 @@ from rl_control.envs.tasks import TASK_NAMES, make_task
 
 ENV_IDS: dict[str, str] = {
     "pendulum_swingup": "rl_control/PendulumSwingup-v0",
+    "pendulum_balance": "rl_control/PendulumBalance-v0",
     "cartpole_swingup": "rl_control/CartpoleSwingup-v0",
     "arm_reach": "rl_control/ArmReach-v0",
     "quadruped_walk": "rl_control/QuadrupedWalk-v0",

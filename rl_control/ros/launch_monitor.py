@@ -42,6 +42,14 @@ def evaluate_onnx(policy, task: str, episodes: int, seed: int = 1000) -> list[fl
         env.close()
 
 
+def _short(value: str | None) -> str:
+    """A diagnostics value (a string) with numbers shown to one decimal."""
+    try:
+        return f"{float(value):.1f}"
+    except (TypeError, ValueError):
+        return value or "-"
+
+
 class TrainingMonitor:
     """Progress display and success detection for a launched graph."""
 
@@ -61,6 +69,7 @@ class TrainingMonitor:
         self._progress = (0, 0, 0)  # env_steps, updates, policy_version
         self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
         self._eval: tuple[int, float] | None = None
+        self._actor: dict[str, str] = {}  # the actor's latest /diagnostics values (any graph)
         self._pending_policy: tuple[int, bytes] | None = None
         self._policy_event = threading.Event()
         self._stop = threading.Event()
@@ -81,6 +90,7 @@ class TrainingMonitor:
     def start(self) -> None:
         """Start listening (own rclpy context, spun in a thread) and the display."""
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
 
         from rl_control.ros import messages
@@ -102,6 +112,9 @@ class TrainingMonitor:
         )
         node.create_subscription(
             messages.UInt8MultiArray, messages.POLICY_TOPIC, self._on_policy, messages.POLICY_QOS
+        )
+        node.create_subscription(
+            DiagnosticArray, messages.DIAGNOSTICS_TOPIC, self._on_diagnostics, messages.DIAGNOSTICS_QOS
         )
         executor = SingleThreadedExecutor(context=self._context)
         executor.add_node(node)
@@ -164,6 +177,12 @@ class TrainingMonitor:
         with self._lock:
             self._progress = (progress.env_steps, progress.updates, progress.policy_version)
             self._rate_window.append((time.monotonic(), progress.updates))
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.split(":")[0] == "actor_node":
+                with self._lock:
+                    self._actor = {kv.key: kv.value for kv in status.values} | {"message": status.message}
 
     def _on_policy(self, msg) -> None:
         from rl_control.ros.messages import decode_policy
@@ -236,6 +255,19 @@ class TrainingMonitor:
                 ("deterministic eval", f"v{evaluation[0]}: {evaluation[1]:.1f}" if evaluation else "-"),
                 ("success threshold", f"{self.task.success_threshold:.1f}"),
             ]
+            if self._actor:
+                actor = self._actor
+                rows += [
+                    ("actor", actor.get("message", "")),
+                    (
+                        "actor rate / target",
+                        f"{_short(actor.get('rate_hz'))} / {_short(actor.get('target_rate_hz'))} Hz",
+                    ),
+                    (
+                        "actor episodes (last return)",
+                        f"{actor.get('episodes', '-')} ({_short(actor.get('last_episode_return'))})",
+                    ),
+                ]
         table = Table(title="rl_control", show_header=False, min_width=50)
         for name, value in rows:
             table.add_row(name, value)
