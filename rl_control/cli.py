@@ -99,11 +99,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     import rl_control.envs  # noqa: F401  (registers the rl_control/* environments)
-    from rl_control.learning import OnnxPolicy, evaluate_policy
+    from rl_control.learning import ActionScaler, OnnxPolicy, evaluate_policy
 
     policy = OnnxPolicy.from_file(Path(args.policy))
     env = gym.make(args.env)
-    returns = evaluate_policy(env, lambda obs: policy(obs), episodes=args.episodes, seed=args.seed)
+    scaler = ActionScaler(env.action_space)  # the policy acts in [-1, 1]; the env may not
+    returns = evaluate_policy(
+        env, lambda obs: scaler.to_env(policy(obs)), episodes=args.episodes, seed=args.seed
+    )
     env.close()
     print(
         f"{args.policy} on {args.env}: mean return {np.mean(returns):.1f} ± {np.std(returns):.1f} "
