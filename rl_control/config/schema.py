@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from rl_control.config.errors import ConfigError, FieldError
-from rl_control.config.validation import Location, build, did_you_mean, flatten, unflatten
+from rl_control.config.validation import Location, build, did_you_mean, unflatten
 from rl_control.envs.randomization import RandomizationConfig
 from rl_control.learning.config import PRESET_NAMES, AgentConfig, preset_config
 
