@@ -12,7 +12,6 @@ import yaml
 
 from rl_control.cli import main as cli_main
 from rl_control.config import ConfigError, config_from_parameters, load_experiment, parse_experiment
-from rl_control.config.validation import flatten
 from rl_control.paths import share_dir
 
 SHIPPED = sorted((share_dir() / "config").glob("*.yaml"))
@@ -244,10 +243,6 @@ def test_node_parameters_validate_like_the_file() -> None:
     with pytest.raises(ConfigError) as info:
         config_from_parameters("sim_node", {**params, "randomization.friction": [2.0, 1.0]}, file="exp.yaml")
     assert info.value.file == "exp.yaml" and info.value.key == "randomization.friction"
-
-
-def test_flatten_matches_ros_dotted_names() -> None:
-    assert flatten({"a": {"b": 1, "c": {"d": [1.0]}}, "e": "x"}) == {"a.b": 1, "a.c.d": [1.0], "e": "x"}
 
 
 def test_cli_check_exits_nonzero_with_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -157,7 +157,6 @@ class PendulumSwingup(Task):
         return -cost / (math.pi * math.pi)
 
 
-
 class PendulumBalance(PendulumSwingup):
     """Keep the same pendulum upright from a small tilt (|θ| ≤ 0.3 rad): the fastest task to learn.
 
@@ -171,6 +170,7 @@ class PendulumBalance(PendulumSwingup):
 
     def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return np.array([rng.uniform(-0.3, 0.3)]), np.array([rng.uniform(-0.3, 0.3)])
+
 
 def _tolerance(x: float, margin: float, value_at_margin: float = 0.1) -> float:
     """Smooth bump: 1 at 0, ``value_at_margin`` at |x| = margin (Gaussian)."""
