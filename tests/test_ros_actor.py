@@ -126,12 +126,6 @@ class FakeRobot:
         self.policy_pub.publish(messages.encode_policy(data, version))
 
 
-@pytest.fixture
-def probe():
-    with RosProbe("actor_test_probe") as ros_probe:
-        yield ros_probe
-
-
 def start_actor(config: Path, tmp_path: Path) -> NodeProcess:
     return NodeProcess("actor_node", config, log_path=tmp_path / "actor.log").start()
 

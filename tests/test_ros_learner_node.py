@@ -19,10 +19,10 @@ from rl_control.learning import OnnxPolicy, TransitionBatch
 from rl_control.learning.checkpoint import RunDirectory
 from rl_control.ros import messages
 from rl_control.ros.learner_node import STATE_FILE
-from rl_control.ros.node_process import NodeProcess, isolated_ros_domain
+from rl_control.ros.node_process import NodeProcess
 from rl_control.ros.probe import RosProbe
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("ros_domain")]
 
 STARTUP_S = 60.0
 BATCH = 25
@@ -113,19 +113,6 @@ class LearnerClient:
     def wait_diagnostic(self, node: NodeProcess, key: str, value: str, timeout_s: float = 10.0) -> None:
         ok = self.probe.spin_until(lambda: diagnostic_values(self.diagnostics).get(key) == value, timeout_s)
         assert ok, f"diagnostic {key} != {value}: {diagnostic_values(self.diagnostics)}\n{node.output()}"
-
-
-@pytest.fixture(autouse=True)
-def ros_domain():
-    """A DDS domain of this test's own: concurrent runs on the machine never hear each other."""
-    with isolated_ros_domain() as domain:
-        yield domain
-
-
-@pytest.fixture
-def probe(ros_domain):
-    with RosProbe("learner_test_probe") as ros_probe:
-        yield ros_probe
 
 
 def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, probe) -> None:

@@ -19,11 +19,11 @@ from std_srvs.srv import SetBool, Trigger
 from rl_control.envs import make_task
 from rl_control.envs.simulator import MujocoSimulator
 from rl_control.ros import messages
-from rl_control.ros.node_process import NodeProcess, isolated_ros_domain
+from rl_control.ros.node_process import NodeProcess
 from rl_control.ros.probe import RosProbe
 from rl_control.ros.sim_node import reset_rng
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("ros_domain")]
 
 CONTROLLER = "effort_controller"
 RATE_HZ = 50.0
@@ -53,19 +53,6 @@ def write_config(tmp_path: Path, *, shared: dict | None = None, sim: dict | None
 
 def stamp_ns(msg: JointState | Imu | Odometry) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-@pytest.fixture(autouse=True)
-def ros_domain():
-    """A DDS domain of this test's own: concurrent runs on the machine never hear each other."""
-    with isolated_ros_domain() as domain:
-        yield domain
-
-
-@pytest.fixture
-def probe(ros_domain):
-    with RosProbe("sim_test_probe") as ros_probe:
-        yield ros_probe
 
 
 class Lockstep:
