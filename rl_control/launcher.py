@@ -99,7 +99,6 @@ class GraphProcesses:
         self.nodes = nodes
         self.emit = emit
         self.env = dict(os.environ if env is None else env)
-        self.env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.env["PYTHONUNBUFFERED"] = "1"
         self.failed: str | None = None
 
@@ -189,6 +188,9 @@ def run_launch(
     deterministically in simulation. Returns the exit status.
     """
     from rl_control.ros.launch_monitor import TrainingMonitor
+
+    # DDS discovery stays on this machine (the launcher's own monitor node too) unless the user set otherwise.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
     specs = graph_nodes(graph, with_sim=with_sim)
     overrides = {

@@ -142,3 +142,22 @@ def test_launcher_validates_overrides_before_starting(tmp_path: Path) -> None:
     assert resolved.shared.mode == "deploy" and resolved.sim_node.sim_mode == "realtime"
     with pytest.raises(ConfigError, match="policy_file"):
         resolved_config(config, "deploy", {"actor_node": {"policy_file": str(tmp_path / "missing.onnx")}})
+
+
+def test_launcher_reports_a_dead_node_and_respawns_a_respawning_one() -> None:
+    from rl_control.graph import NodeSpec
+    from rl_control.launcher import GraphProcesses, ManagedNode
+
+    lines: list[tuple[str, str]] = []
+    crash = [sys.executable, "-c", "print('bye'); raise SystemExit(3)"]
+    flaky = ManagedNode(NodeSpec("flaky", "learner_node", respawn=True, respawn_delay_s=0.0), crash)
+    dying = ManagedNode(NodeSpec("dying", "actor_node"), crash)
+    processes = GraphProcesses([flaky, dying], emit=lambda name, line: lines.append((name, line)))
+    processes.start()
+    for node in (flaky, dying):
+        node.process.wait(timeout=30)
+    processes.poll()
+    assert processes.failed == "dying exited with status 3"
+    assert flaky.restarts == 1 and flaky.process.poll() in (None, 3)  # respawned, not a failure
+    processes.stop()
+    assert ("dying", "bye") in lines and ("flaky", "bye") in lines
