@@ -205,7 +205,9 @@ class TrainingMonitor:
             self._policy_event.wait(timeout=1.0)
             if self._stop.is_set():
                 return
-            if time.monotonic() - last_eval < MIN_EVAL_PERIOD_S:
+            remaining = MIN_EVAL_PERIOD_S - (time.monotonic() - last_eval)
+            if remaining > 0:  # evaluations are rate-limited: wait, then take the newest policy
+                self._stop.wait(remaining)
                 continue
             with self._lock:
                 pending, self._pending_policy = self._pending_policy, None
