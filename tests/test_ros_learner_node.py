@@ -104,6 +104,9 @@ class LearnerClient:
         return messages.decode_progress(self.progress[-1][1])
 
     def latest_policy(self) -> tuple[int, bytes]:
+        """(version, ONNX bytes) of the newest policy received; (-1, b"") before the first one."""
+        if not self.policies:
+            return -1, b""
         return messages.decode_policy(self.policies[-1][1])
 
     def wait_progress(self, node: NodeProcess, env_steps: int, timeout_s: float = 60.0) -> None:
