@@ -11,7 +11,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = "rl_control"
-NODES = ("sim_node", "actor_node", "learner_node")
+NODES = ("sim_node", "actor_node", "learner_node", "driver_node", "joy_node")
 
 
 def tree(folder: str) -> list[tuple[str, list[str]]]:
@@ -36,6 +36,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         *tree("sim"),
+        *tree("policies"),
     ],
     install_requires=[
         "setuptools",
@@ -50,6 +51,10 @@ setup(
         "tensorboard>=2.15",
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
+        "matplotlib>=3.7",
+        "imageio>=2.31",
+        "imageio-ffmpeg>=0.4",
+        "dynamixel-sdk>=4.1",  # ROBOTIS's Dynamixel SDK (driver_node); pulls in pyserial
     ],
     extras_require={
         # ROS 2 Kilted from PyPI wheels, for machines without a ROS 2 distro.
@@ -59,13 +64,24 @@ setup(
             "ros-std-msgs",
             "ros-sensor-msgs",
             "ros-nav-msgs",
+            "ros-geometry-msgs",
             "ros-std-srvs",
             "ros-rosgraph-msgs",
             "ros-diagnostic-msgs",
+            "ros-lifecycle-msgs",
+            "ros-rcl-lifecycle",
             "ros-builtin-interfaces",
             "ros-ament-index-python",
         ],
-        "test": ["pytest>=7", "ruff>=0.5", "colcon-common-extensions", "colcon-ros"],
+        "test": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "types-PyYAML",
+            "colcon-common-extensions",
+            "colcon-ros",
+            "rosbags>=0.10",
+        ],
         "bench": ["stable-baselines3>=2.3"],
     },
     entry_points={

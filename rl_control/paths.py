@@ -1,4 +1,4 @@
-"""Locate the files the package ships (MJCF models, configs, launch files).
+"""Locate the files the package ships (MJCF models, configs, launch files, trained policies).
 
 Works from a source checkout (editable install), from a pip install (data files
 under ``<prefix>/share/rl_control``) and from a colcon/ament install tree.
@@ -33,7 +33,7 @@ def _candidates() -> list[Path]:
 
 @lru_cache(maxsize=1)
 def share_dir() -> Path:
-    """Return the directory holding ``sim/``, ``config/`` and ``launch/``."""
+    """Return the directory holding ``sim/``, ``config/``, ``launch/`` and ``policies/``."""
     for candidate in _candidates():
         if (candidate / "sim").is_dir():
             return candidate
@@ -56,3 +56,19 @@ def model_path(robot: str) -> Path:
 def config_path(name: str) -> Path:
     """Path of a shipped experiment config, e.g. ``config_path("pendulum_sim.yaml")``."""
     return share_dir() / "config" / name
+
+
+def packaged_policy(name: str) -> Path | None:
+    """The shipped ONNX policy ``policies/<name>.onnx`` (e.g. ``"quadruped_walk"``), or None if none ships."""
+    if not name or "/" in name or name.endswith(".onnx"):
+        return None
+    path = share_dir() / "policies" / f"{name}.onnx"
+    return path if path.is_file() else None
+
+
+def resolve_policy_file(value: str) -> str:
+    """A policy argument as a file path: an existing file stays; a shipped policy's name gives its path."""
+    if not value or Path(value).expanduser().exists():
+        return value
+    shipped = packaged_policy(value)
+    return str(shipped) if shipped is not None else value

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from rl_control.ros.node_process import isolated_ros_domain
-from rl_control.ros.probe import RosProbe
+from rl_control.testing.node_process import isolated_ros_domain
+
+if TYPE_CHECKING:  # rclpy loads only in tests that use the probe: core tests run without the ROS wheels
+    from rl_control.faults import ScenarioResult
+    from rl_control.testing.probe import RosProbe
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,5 +41,21 @@ def ros_domain() -> Iterator[int]:
 @pytest.fixture
 def probe(request: pytest.FixtureRequest) -> Iterator[RosProbe]:
     """A small ROS client (own rclpy context) in the test's domain, named after the test module."""
+    from rl_control.testing.probe import RosProbe
+
     with RosProbe(f"{request.module.__name__.rsplit('.', 1)[-1]}_probe") as ros_probe:
         yield ros_probe
+
+
+@pytest.fixture
+def held_scenario(tmp_path: Path, probe: RosProbe) -> Callable[[str], ScenarioResult]:
+    """Run a registered fault scenario (``rl-control bench faults``) in this test's domain and directory;
+    fails the test with the scenario's figure unless the scenario held. Returns its result."""
+    from rl_control.faults import ScenarioContext, load_scenarios
+
+    def run(name: str) -> ScenarioResult:
+        result = load_scenarios()[name](ScenarioContext(tmp_path, probe))
+        assert result.held, result.figure
+        return result
+
+    return run

@@ -270,3 +270,24 @@ def test_cli_show_prints_a_loadable_parameter_file(tmp_path: Path) -> None:
     ).stdout
     config = load_experiment(write(tmp_path, shown, "shown.yaml"))
     assert config.learner_node.preset == "droq"
+
+
+def test_the_launcher_section_sets_only_the_dds_variables_it_names() -> None:
+    config = parse_experiment(
+        {"launcher": {"ros__parameters": {"ros_domain_id": 42, "static_peers": ["10.0.0.2", "gpu-host"]}}}
+    )
+    assert config.launcher.environment() == {"ROS_DOMAIN_ID": "42", "ROS_STATIC_PEERS": "10.0.0.2;gpu-host"}
+    assert parse_experiment({}).launcher.environment() == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"static_peers": ["10.0.0.2;10.0.0.3"]}, "static_peers"),
+        ({"discovery_range": "lan"}, "discovery_range"),
+        ({"ros_domain_id": 300}, "ros_domain_id"),
+    ],
+)
+def test_the_launcher_section_refuses_bad_dds_settings(params: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_experiment({"launcher": {"ros__parameters": params}}, file="exp.yaml")

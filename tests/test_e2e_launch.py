@@ -24,12 +24,12 @@ TRAIN_MINUTES = 2.0
 
 def test_lockstep_graph_learns_online_and_exports_a_better_policy(tmp_path: Path) -> None:
     from rl_control.envs import RobotTaskEnv
-    from rl_control.learning import evaluate_policy, save_demonstrations
+    from rl_control.learning import evaluate_policy
     from rl_control.learning.experts import pendulum_expert, record_demonstrations
 
     env = RobotTaskEnv("pendulum_balance")
     demos, expert_returns = record_demonstrations(env, pendulum_expert, episodes=3, seed=100)
-    save_demonstrations(tmp_path / "demos.npz", demos)
+    demos.to_npz(tmp_path / "demos.npz")
     idle = float(np.mean(evaluate_policy(env, lambda obs: np.zeros(1, np.float32), episodes=10, seed=1000)))
     assert np.mean(expert_returns) > idle + 20  # the demonstrations are worth learning from
 
@@ -92,6 +92,12 @@ def test_lockstep_graph_learns_online_and_exports_a_better_policy(tmp_path: Path
         summary
     )  # policies went back to the actor
     assert summary["learner_env_steps"] >= 1000, summary  # transitions crossed processes into the replay
+    assert summary["intervention_transitions"] == 0, summary  # no human in this graph
     assert Path(summary["policy_file"]).is_file()
     assert summary["final_eval_mean"] > idle + 15, (idle, summary)
     assert any((run_dir / "checkpoints").iterdir())  # checkpointed on shutdown
+    # results to look at: the learning curve, and the monitor's evaluations on the env-step axis
+    assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert summary["learning_curve"] == str(run_dir / "learning_curve.png")
+    assert any((run_dir / "tensorboard" / "monitor").iterdir())
+    assert any((run_dir / "tensorboard" / "learner_node").iterdir())

@@ -118,23 +118,13 @@ def test_scripted_swingup_reaches_the_pendulum_success_threshold() -> None:
 
 
 def test_scripted_reaching_reaches_the_arm_success_threshold() -> None:
+    """The threshold is reachable from the observation alone (the servo targets' lead included)."""
+    from rl_control.learning.experts import arm_reach_expert
+
     env = RobotTaskEnv("arm_reach")
-    task = env.task
-
-    def jacobian_controller(obs: np.ndarray) -> np.ndarray:
-        q = obs[:4].astype(np.float64)
-        ee = task.end_effector(q)
-        jac = np.zeros((3, 4))
-        for j in range(4):
-            dq = np.zeros(4)
-            dq[j] = 1e-4
-            jac[:, j] = (task.end_effector(q + dq) - ee) / 1e-4
-        step = np.linalg.pinv(jac, rcond=1e-2) @ obs[14:17]
-        return np.clip(0.5 * step / task.DELTA_SCALE, -1.0, 1.0).astype(np.float32)
-
-    scripted = _mean_return(env, jacobian_controller, episodes=10)
+    scripted = _mean_return(env, arm_reach_expert(env.task), episodes=10)
     still = _mean_return(env, lambda obs: np.zeros(4, np.float32), episodes=10)
-    assert scripted >= task.success_threshold > still
+    assert scripted >= env.task.success_threshold > still
 
 
 def test_arm_zero_action_holds_pose_and_fk_matches_simulator() -> None:
@@ -146,6 +136,25 @@ def test_arm_zero_action_holds_pose_and_fk_matches_simulator() -> None:
     assert np.max(np.abs(obs[:4] - start)) < 0.03  # servo targets held, only gravity sag
     site = env.sim.data.site("ee").xpos
     np.testing.assert_allclose(obs[8:11], site, atol=1e-5)
+
+
+def test_arm_observes_the_lead_of_its_servo_targets() -> None:
+    env = RobotTaskEnv("arm_reach")
+    task = env.task
+    obs, _ = env.reset(seed=4)
+    lead = slice(*task.observation_layout["servo_target_lead"])
+    assert lead == slice(17, 21) and not obs[lead].any()  # no command yet this episode
+    start = obs[:4].astype(np.float64)
+    action = np.array([1.0, -1.0, 0.5, 0.0], np.float32)
+    obs, *_ = env.step(action)
+    commanded = start + task.DELTA_SCALE * action  # the first target starts from the measured pose
+    np.testing.assert_allclose(obs[lead], commanded - obs[:4], atol=1e-5)
+    assert obs[lead][0] > 0.0 > obs[lead][1]  # the servos lag their targets after one tick
+    for _ in range(5):  # held actions wind the targets up to MAX_LEAD ahead, never further
+        obs, *_ = env.step(action)
+    assert np.all(np.abs(obs[lead]) <= task.MAX_LEAD + 1e-6)
+    obs, _ = env.reset(seed=5)
+    assert not obs[lead].any()  # a new episode forgets the old targets
 
 
 def test_quadruped_observation_and_command_layout() -> None:

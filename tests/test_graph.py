@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import yaml
 
 from rl_control.graph import GRAPHS, graph_nodes, parameter_overrides
 from rl_control.launcher import node_command, resolved_config, write_overrides
@@ -78,9 +79,10 @@ def test_launch_files_start_the_graph_nodes(graph: str, fake_launch, tmp_path: P
     for node, spec in zip(nodes, expected, strict=True):
         assert node.kwargs["package"] == "rl_control"
         assert node.kwargs["parameters"][0] == config
-        assert node.kwargs["parameters"][1] == parameter_overrides(graph, spec)
+        overrides = parameter_overrides(graph, spec, config_file=config)
+        assert node.kwargs["parameters"][1] == overrides
         assert node.kwargs["respawn"] == spec.respawn
-        override_file = write_overrides(tmp_path, spec, parameter_overrides(graph, spec))
+        override_file = write_overrides(tmp_path, spec, overrides)
         command = node_command(spec, Path(config), override_file)
         assert command[2] == spec.module and f"__node:={spec.name}" in command
         assert command[-2:] == ["--params-file", str(override_file)]
@@ -110,17 +112,62 @@ def test_launcher_overrides_beat_the_node_section_of_the_config(tmp_path: Path) 
 
 
 def test_deploy_without_sim_and_with_a_policy(fake_launch) -> None:
+    config = str(share_dir() / "config" / "pendulum_sim.yaml")  # sim_node: sim_mode: lockstep
     _, nodes = run_launch_file(
-        "deploy", {"config": "x.yaml", "with_sim": "false", "policy_file": "/p.onnx"}, fake_launch
+        "deploy", {"config": config, "with_sim": "false", "policy_file": "/p.onnx"}, fake_launch
     )
     assert [n.kwargs["name"] for n in nodes] == ["actor_node"]
-    # on a robot the actor paces itself, whatever the file says about the simulator
+    # on a robot the actor paces itself, whatever the file says about the simulator, and calls no
+    # simulator service
     assert nodes[0].kwargs["parameters"][1] == {
         "mode": "deploy",
         "policy_file": "/p.onnx",
-        "sim_mode": "realtime",
+        "pacing": "realtime",
+        "reset_service": "",
     }
     assert [s.name for s in graph_nodes("deploy", with_sim=False)] == ["actor_node"]
+    with pytest.raises(ValueError, match="'sim_train' runs in simulation and needs sim_node"):
+        graph_nodes("sim_train", with_sim=False)
+
+
+def _experiment_file(tmp_path: Path, sim: dict, actor: dict) -> Path:
+    path = tmp_path / "experiment.yaml"
+    document = {"sim_node": {"ros__parameters": sim}, "actor_node": {"ros__parameters": actor}}
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("graph", "with_sim", "sim", "actor", "launch_sim_mode", "expected"),
+    [
+        # a lockstep simulator steps once per command: the actor acts once per state, whatever it says
+        ("sim_train", True, {"sim_mode": "lockstep"}, {"pacing": "triggered"}, "", {"pacing": "lockstep"}),
+        ("sim_train", True, {}, {}, "", {"pacing": "lockstep"}),  # sim_node's default is lockstep
+        # a realtime simulator: the actor's own choice holds, lockstep becomes realtime
+        ("sim_train", True, {"sim_mode": "realtime"}, {"pacing": "triggered"}, "", {"pacing": "triggered"}),
+        ("deploy", True, {"sim_mode": "realtime"}, {"pacing": "lockstep"}, "", {"pacing": "realtime"}),
+        # the launch argument beats the file
+        ("deploy", True, {"sim_mode": "realtime"}, {}, "lockstep", {"pacing": "lockstep"}),
+        # no simulator: never lockstep, never a simulator service
+        (
+            "robot_finetune",
+            True,
+            {"sim_mode": "lockstep"},
+            {},
+            "",
+            {"pacing": "realtime", "reset_service": ""},
+        ),
+        ("deploy", False, {}, {"pacing": "triggered"}, "", {"pacing": "triggered", "reset_service": ""}),
+    ],
+)
+def test_the_graph_sets_the_actors_pacing_and_reset_mechanism(
+    tmp_path: Path, graph: str, with_sim: bool, sim: dict, actor: dict, launch_sim_mode: str, expected: dict
+) -> None:
+    from rl_control.graph import actor_overrides
+
+    config = _experiment_file(tmp_path, sim, actor)
+    overrides = actor_overrides(graph, with_sim=with_sim, sim_mode=launch_sim_mode, config_file=config)
+    assert overrides == expected
 
 
 def test_launch_files_are_installed_for_every_graph() -> None:
@@ -161,3 +208,71 @@ def test_launcher_reports_a_dead_node_and_respawns_a_respawning_one() -> None:
     assert flaky.restarts == 1 and flaky.process.poll() in (None, 3)  # respawned, not a failure
     processes.stop()
     assert ("dying", "bye") in lines and ("flaky", "bye") in lines
+
+
+def test_a_configured_driver_replaces_sim_node_in_the_robot_graphs() -> None:
+    from rl_control.graph import DRIVER_NODE, file_configures_driver
+    from rl_control.paths import config_path
+
+    assert file_configures_driver(str(config_path("arm_dynamixel.yaml")))
+    assert not file_configures_driver(str(config_path("arm_sim.yaml")))
+    names = {graph: [s.name for s in graph_nodes(graph, with_driver=True)] for graph in GRAPHS}
+    assert names == {
+        "sim_train": ["sim_node", "actor_node", "learner_node"],  # training in simulation stays there
+        "deploy": ["driver_node", "actor_node"],
+        "robot_finetune": ["driver_node", "actor_node", "learner_node"],
+    }
+    actor = next(s for s in graph_nodes("deploy") if s.name == "actor_node")
+    overrides = parameter_overrides("deploy", actor, with_driver=True)
+    assert overrides == {"mode": "deploy", "pacing": "realtime", "reset_service": "driver_node/reset"}
+    assert parameter_overrides("robot_finetune", DRIVER_NODE, with_driver=True) == {"mode": "train"}
+
+
+def test_simulation_graphs_run_on_sim_time_and_robot_graphs_on_wall_time() -> None:
+    from rl_control.graph import ACTOR_NODE, DRIVER_NODE, LEARNER_NODE, SIM_NODE
+
+    for spec in (SIM_NODE, ACTOR_NODE, LEARNER_NODE):
+        assert parameter_overrides("sim_train", spec)["use_sim_time"] is True
+    assert parameter_overrides("deploy", ACTOR_NODE)["use_sim_time"] is True
+    assert "use_sim_time" not in parameter_overrides("deploy", ACTOR_NODE, with_sim=False)
+    assert "use_sim_time" not in parameter_overrides("deploy", DRIVER_NODE, with_driver=True)
+    assert "use_sim_time" not in parameter_overrides("robot_finetune", ACTOR_NODE)
+    # several robots: each robot on its own clock, the learner on none
+    assert "use_sim_time" not in parameter_overrides("sim_train", LEARNER_NODE, robots=2)
+
+
+def test_a_namespace_moves_the_whole_graph_and_robots_share_one_learner() -> None:
+    from rl_control.config import load_experiment
+    from rl_control.graph import SIM_NODE, graph_layout
+
+    layout = graph_layout("deploy", namespace="lab/arm")
+    assert [(node.name, node.remappings) for node in layout] == [
+        ("/lab/arm/sim_node", ()),
+        ("/lab/arm/actor_node", ()),
+    ]
+    layout = graph_layout("sim_train", namespace="/lab", robots=2)
+    assert [node.name for node in layout] == [
+        "/lab/learner_node",
+        "/lab/robot1/sim_node",
+        "/lab/robot1/actor_node",
+        "/lab/robot2/sim_node",
+        "/lab/robot2/actor_node",
+    ]
+    actor2 = layout[4]
+    assert dict(actor2.remappings) == {
+        "rl_control/transitions": "/lab/rl_control/transitions",
+        "rl_control/policy": "/lab/rl_control/policy",
+        "rl_control/learner_progress": "/lab/rl_control/learner_progress",
+        "/clock": "/lab/robot2/clock",
+    }
+    assert dict(layout[3].remappings) == {"/clock": "/lab/robot2/clock"}
+    command = node_command(actor2, Path("x.yaml"))
+    assert command[6:8] == ["-r", "__ns:=/lab/robot2"]
+    assert "rl_control/transitions:=/lab/rl_control/transitions" in command
+    with pytest.raises(ValueError, match=r"several robots .* need a simulated training graph: sim_train"):
+        graph_layout("deploy", robots=2)
+    with pytest.raises(ValueError, match="invalid namespace"):
+        graph_layout("sim_train", namespace="robot 1")
+    config = share_dir() / "config" / "pendulum_sim.yaml"
+    seed = parameter_overrides("sim_train", SIM_NODE, config_file=config, robot=2, robots=2)["seed"]
+    assert seed == load_experiment(config).shared.seed + 1

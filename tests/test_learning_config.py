@@ -24,7 +24,14 @@ def test_presets_match_their_papers() -> None:
     assert rlpd.critic_layer_norm and rlpd.demo_fraction == 0.5 and rlpd.num_critics == 10
     td3 = preset_config("td3")
     assert td3.algorithm == "td3" and td3.actor_delay == 2
-    assert set(PRESET_NAMES) == {"sac", "td3", "redq", "droq", "rlpd"}
+    crossq = preset_config("crossq")
+    assert (crossq.algorithm, crossq.utd_ratio, crossq.actor_delay, crossq.adam_beta1) == (
+        "crossq",
+        1,
+        3,
+        0.5,
+    )
+    assert set(PRESET_NAMES) == {"sac", "td3", "redq", "droq", "rlpd", "crossq"}
 
 
 def test_overrides_apply_and_unknowns_are_rejected() -> None:

@@ -16,9 +16,10 @@ from rl_control.learning import (
     load_demonstrations,
     preset_config,
 )
-from rl_control.learning.agent import Agent
-from rl_control.learning.networks import CriticEnsemble
-from rl_control.learning.replay import ReplayBuffer, save_demonstrations
+from rl_control.learning.agent import SAC, CrossQ, make_agent, polyak_update
+from rl_control.learning.networks import BatchRenorm, CriticEnsemble
+from rl_control.learning.replay import ReplayBuffer
+from rl_control.transitions import validate
 
 OBS_DIM, ACT_DIM = 3, 2
 
@@ -81,7 +82,8 @@ def test_vectorized_ensemble_equals_loop_of_independent_critics(layer_norm: bool
 def test_target_uses_exactly_m_sampled_members() -> None:
     torch.manual_seed(0)
     config = preset_config("redq", hidden_sizes=[16, 16], device="cpu")
-    agent = Agent(OBS_DIM, ACT_DIM, config, torch.device("cpu"))
+    agent = make_agent(OBS_DIM, ACT_DIM, config, torch.device("cpu"))
+    assert isinstance(agent, SAC)
     members = agent.sample_target_members()
     assert members is not None and len(members) == 2 and len(set(members.tolist())) == 2
     chosen = torch.tensor([3, 7])
@@ -112,7 +114,7 @@ def test_truncation_bootstraps_and_termination_does_not() -> None:
     batch = make_batch(3)
     batch.terminated = np.array([0.0, 1.0, 0.0], np.float32)
     batch.truncated = np.array([0.0, 0.0, 1.0], np.float32)
-    buffer.add(batch.validated(OBS_DIM, ACT_DIM))
+    buffer.add(validate(batch, OBS_DIM, ACT_DIM)[0])
     one_step = buffer.gather(np.array([0, 1, 2]), n_step=1, gamma=0.9)
     np.testing.assert_allclose(one_step["discount"], [0.9, 0.0, 0.9])
     # n-step: stops at episode ends, discount gamma**k, zero only after a true termination.
@@ -122,7 +124,7 @@ def test_truncation_bootstraps_and_termination_does_not() -> None:
     stream.reward = rewards
     stream.truncated = np.array([0, 1, 0, 0, 0], np.float32)  # episode 1 truncated after row 1
     stream.terminated = np.array([0, 0, 0, 1, 0], np.float32)  # episode 2 terminates at row 3
-    buffer.add(stream.validated(OBS_DIM, ACT_DIM))
+    buffer.add(validate(stream, OBS_DIM, ACT_DIM)[0])
     out = buffer.gather(np.array([0, 2, 3, 4]), n_step=3, gamma=0.5)
     np.testing.assert_allclose(out["reward"], [1 + 0.5 * 2, 4 + 0.5 * 8, 8, 16])
     np.testing.assert_allclose(out["discount"], [0.25, 0.0, 0.0, 0.5])  # row 4: newest, bootstraps
@@ -135,7 +137,7 @@ def test_symmetric_sampling_draws_exact_demo_share(tmp_path: Path) -> None:
     learner.add_transitions(make_batch(500, obs_value=1.0))
     demos = make_batch(40, seed=3, obs_value=-1.0)
     demos.truncated[-1] = 1.0
-    save_demonstrations(tmp_path / "demos.npz", demos)
+    demos.to_npz(tmp_path / "demos.npz")
     assert learner.add_demonstrations(tmp_path / "demos.npz") == 40
     minibatches = learner.sample(20)
     from_demos = (minibatches.obs[..., 0] < 0).sum(dim=1)
@@ -147,7 +149,7 @@ def test_symmetric_sampling_draws_exact_demo_share(tmp_path: Path) -> None:
 
 def test_demonstration_file_is_validated(tmp_path: Path) -> None:
     good = make_batch(10)
-    save_demonstrations(tmp_path / "good.npz", good)
+    good.to_npz(tmp_path / "good.npz")
     loaded = load_demonstrations(tmp_path / "good.npz", OBS_DIM, ACT_DIM)
     assert len(loaded) == 10 and loaded.truncated[-1] == 1.0  # closed so n-step never crosses files
     with pytest.raises(DemonstrationError, match=r"'obs' has shape \(10, 3\), expected \(B, 4\)"):
@@ -190,7 +192,7 @@ def test_training_changes_weights_and_counts_updates(tmp_path: Path) -> None:
 def test_behaviour_cloning_term_is_q_filtered() -> None:
     torch.manual_seed(0)
     config = preset_config("sac", hidden_sizes=[16], demo_bc_weight=1.0, device="cpu")
-    agent = Agent(OBS_DIM, ACT_DIM, config, torch.device("cpu"))
+    agent = make_agent(OBS_DIM, ACT_DIM, config, torch.device("cpu"))
     obs, demo_action = torch.randn(8, OBS_DIM), torch.rand(4, ACT_DIM) * 2 - 1
     q_demo = agent.critic(obs[-4:], demo_action).amin(0).detach()
     q_pi = torch.full((8,), 3.0)
@@ -205,3 +207,168 @@ def test_behaviour_cloning_term_is_q_filtered() -> None:
     torch.testing.assert_close(
         agent._behaviour_cloning_loss(obs, q_pi, demo_action), q_pi.abs().mean() * error.mean()
     )
+
+
+def test_polyak_update_moves_targets_by_tau() -> None:
+    target, source = [torch.zeros(3), torch.ones(2)], [torch.full((3,), 2.0), torch.full((2,), 3.0)]
+    polyak_update(target, source, 0.25)
+    torch.testing.assert_close(target[0], torch.full((3,), 0.5))
+    torch.testing.assert_close(target[1], torch.full((2,), 1.5))
+    assert torch.equal(source[0], torch.full((3,), 2.0))
+
+
+def test_batch_renorm_uses_batch_statistics_in_training_and_running_ones_in_evaluation() -> None:
+    norm = BatchRenorm((2, 1, 4))  # two ensemble members with their own statistics
+    x = torch.randn(2, 64, 4) * torch.tensor([1.0, 5.0]).view(2, 1, 1) + 3.0
+    out = norm(x)
+    torch.testing.assert_close(out.mean(1), torch.zeros(2, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm.running_mean, 0.01 * x.mean(1, keepdim=True))
+    assert int(norm.steps) == 1
+    norm.eval()
+    frozen = norm(x)
+    expected = (x - norm.running_mean) / (norm.running_var + 1e-3).sqrt()
+    torch.testing.assert_close(frozen, expected)
+    assert int(norm.steps) == 1  # evaluation leaves the statistics alone
+
+
+def test_batch_renorm_corrects_towards_the_running_statistics_after_the_warm_up() -> None:
+    from rl_control.learning.networks import BRN_D_MAX, BRN_EPS, BRN_R_MAX, BRN_WARMUP_STEPS
+
+    norm = BatchRenorm((3,))
+    with torch.no_grad():
+        norm.running_mean.copy_(torch.tensor([0.0, 1.0, -50.0]))
+        norm.running_var.copy_(torch.tensor([1.0, 100.0, 1.0]))
+        norm.gain.copy_(torch.tensor([2.0, 1.0, 0.5]))
+        norm.bias.copy_(torch.tensor([0.1, 0.0, -0.2]))
+    x = torch.randn(64, 3) * 2.0 + 1.0
+    mean, std = x.mean(0), (x.var(0, unbiased=False) + BRN_EPS).sqrt()
+    running_std = (norm.running_var + BRN_EPS).sqrt()
+    r = (std / running_std).clamp(1 / BRN_R_MAX, BRN_R_MAX)  # feature 1: clipped at 1/3
+    d = ((mean - norm.running_mean) / running_std).clamp(-BRN_D_MAX, BRN_D_MAX)  # feature 2: clipped at 5
+    warming_up = norm(x)  # before the warm-up ends: plain batch normalization
+    torch.testing.assert_close(warming_up, (x - mean) / std * norm.gain + norm.bias)
+    norm.steps.fill_(BRN_WARMUP_STEPS)
+    with torch.no_grad():  # the statistics the correction reads are those before this batch
+        norm.running_mean.copy_(torch.tensor([0.0, 1.0, -50.0]))
+        norm.running_var.copy_(torch.tensor([1.0, 100.0, 1.0]))
+    renormalized = norm(x)
+    torch.testing.assert_close(renormalized, ((x - mean) / std * r + d) * norm.gain + norm.bias)
+    assert float(d[2]) == BRN_D_MAX and float(r[1]) == pytest.approx(1 / BRN_R_MAX)
+    renormalized.sum().backward()  # r and d are constants: gradients reach the affine parameters
+    assert norm.gain.grad is not None and torch.isfinite(norm.gain.grad).all()
+
+
+def test_crossq_has_no_targets_and_normalizes_the_joint_batch(tmp_path: Path) -> None:
+    config = preset_config(
+        "crossq", hidden_sizes=[16, 16], critic_hidden_sizes=[32], batch_size=32, learning_starts=10
+    )
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    agent = learner.agent
+    assert isinstance(agent, CrossQ) and not hasattr(agent, "critic_target")
+    assert agent.critic.weight_0.shape == (2, OBS_DIM + ACT_DIM, 32)
+    learner.add_transitions(make_batch(40))
+    # The critic sees the current and the next observations as one batch: its first normalization layer
+    # tracks their joint mean.
+    batches = learner.sample(1)
+    obs, next_obs = agent.normalizer(batches.obs[0]), agent.normalizer(batches.next_obs[0])
+    agent.critic_step(obs, batches.action[0], batches.reward[0], next_obs, batches.discount[0])
+    assert agent.critic.input_norm is not None
+    joint_obs_mean = torch.cat((obs, next_obs)).mean(0)
+    torch.testing.assert_close(agent.critic.input_norm.running_mean[0, 0, :OBS_DIM], 0.01 * joint_obs_mean)
+    metrics = learner.train(6)
+    assert {"critic_loss", "actor_loss", "alpha"} <= set(metrics)
+    assert all(np.isfinite(value) for value in metrics.values())
+    actor_norm = agent.actor.trunk[1]
+    assert isinstance(actor_norm, BatchRenorm) and int(actor_norm.steps) == 2  # actor every 3rd update
+    assert not agent.actor.training  # acting and export read the running statistics
+
+
+def test_bf16_precision_trains_with_finite_losses_and_fp32_weights(tmp_path: Path) -> None:
+    config = preset_config(
+        "crossq",
+        hidden_sizes=[16],
+        critic_hidden_sizes=[32],
+        batch_size=16,
+        learning_starts=8,
+        precision="bf16",
+    )
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    assert learner.agent.compute_dtype == torch.bfloat16
+    learner.add_transitions(make_batch(30))
+    metrics = learner.train(6)
+    assert all(np.isfinite(value) for value in metrics.values())
+    assert learner.agent.critic.weight_0.dtype == torch.float32  # autocast: master weights stay fp32
+    assert preset_config("sac", precision="fp32").precision == "fp32"
+
+
+def with_interventions(batch: TransitionBatch, rows: list[int]) -> TransitionBatch:
+    flags = np.zeros(len(batch), np.float32)
+    flags[rows] = 1.0
+    return TransitionBatch(**{**vars(batch), "intervention": flags})
+
+
+def test_intervention_rows_are_kept_in_the_demo_buffer_and_sampled_with_it(tmp_path: Path) -> None:
+    config = preset_config("rlpd", hidden_sizes=[8], batch_size=64, learning_starts=0, device="cpu")
+    learner = Learner.create_or_resume(tmp_path / "run", OBS_DIM, ACT_DIM, config)
+    online = with_interventions(make_batch(10, obs_value=1.0), [2, 3, 4, 7])
+    online.obs[[2, 3, 4, 7]] = -1.0  # the human's rows, recognisable in minibatches
+    online.terminated[3] = 1.0
+    learner.add_transitions(online)
+    assert (
+        len(learner.replay) == 10
+        and learner.replay.intervention[:10].tolist() == online.intervention.tolist()
+    )
+    assert (learner.intervention_transitions, learner.demo_buffer_rows, learner.num_demonstrations) == (
+        4,
+        4,
+        0,
+    )
+    demos = learner.demos.rows(0, 4)
+    np.testing.assert_array_equal(demos.action, np.float32(online.action[[2, 3, 4, 7]]))
+    assert demos.intervention.tolist() == [1.0] * 4
+    # each run of consecutive human rows ends there (row 4: truncated; row 3 already terminated)
+    assert demos.terminated.tolist() == [0, 1, 0, 0] and demos.truncated.tolist() == [0, 0, 1, 1]
+    assert learner.replay.truncated[:10].sum() == 0  # the online replay keeps the stream as it was
+    minibatches = learner.sample(10)  # rlpd: half of each minibatch from the demo buffer
+    assert torch.all((minibatches.obs[..., 0] < 0).sum(dim=1) >= 32)
+    assert minibatches.demo_rows == 32
+    for seed in range(200):  # single-row appends: the demo buffer grows geometrically, not row by row
+        learner.add_transitions(with_interventions(make_batch(1, seed=seed), [0]))
+    assert learner.demo_buffer_rows == 204 and learner.demos.capacity < 2 * 204
+    np.testing.assert_array_equal(learner.demos.rows(0, 4).action, demos.action)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: tens of seconds on 2 cores
+def test_compiled_critic_loss_matches_the_eager_one(tmp_path: Path) -> None:
+    # TD3 without target smoothing noise: the critic step draws no random numbers, so eager and compiled
+    # steps from the same weights on the same minibatch must give the same loss and gradients. (Parameters
+    # after the step are compared only to within one Adam step: for a gradient near zero Adam's normalized
+    # step turns a rounding difference of the fused kernels into a step of either sign.)
+    # fp32: under bf16 autocast (precision auto on AMX CPUs) inductor keeps other intermediates in fp32.
+    overrides = {
+        "hidden_sizes": [16, 16],
+        "batch_size": 32,
+        "learning_starts": 10,
+        "policy_noise": 0.0,
+        "precision": "fp32",
+    }
+    learners = []
+    for name, compiled in (("eager", False), ("compiled", True)):
+        torch.manual_seed(0)
+        learner = Learner.create_or_resume(
+            tmp_path / name, OBS_DIM, ACT_DIM, preset_config("td3", compile=compiled, **overrides)
+        )
+        learner.add_transitions(make_batch(40))
+        learners.append(learner)
+    eager, compiled = (learner.agent for learner in learners)
+    torch.manual_seed(1)
+    batches = learners[0].sample(1)
+    args = (eager.normalizer(batches.obs[0]), batches.action[0], batches.reward[0])
+    args += (eager.normalizer(batches.next_obs[0]), batches.discount[0])
+    torch.testing.assert_close(compiled.critic_step(*args), eager.critic_step(*args))
+    one_adam_step = 2 * eager.config.critic_lr
+    for ours, theirs in zip(compiled.critic.parameters(), eager.critic.parameters(), strict=True):
+        assert ours.grad is not None and theirs.grad is not None
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(ours, theirs, rtol=0.0, atol=one_adam_step)
+    assert compiled._critic_loss is not compiled.critic_loss  # the compiled function was used

@@ -66,7 +66,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("preset", ["droq", "td3"])
+@pytest.mark.parametrize("preset", ["droq", "td3", "crossq"])
 def test_save_kill_resume_gives_bit_identical_next_update(tmp_path: Path, preset: str) -> None:
     run, expected = tmp_path / "run", tmp_path / "expected.pt"
     root = str(Path(__file__).resolve().parent.parent)
@@ -95,8 +95,10 @@ def test_replay_is_persisted_in_appended_chunks(tmp_path: Path) -> None:
     learner.add_transitions(stream(10, 1))
     learner.save_checkpoint()
     second = sorted(p.name for p in (tmp_path / "replay").iterdir())
-    assert first == ["chunk_000000000000_000000000030.npz"]
-    assert second == [*first, "chunk_000000000030_000000000040.npz"]  # old chunk untouched, delta appended
+    assert [name[:32] for name in first] == ["chunk_000000000000_000000000030_"]
+    # old chunk untouched, delta appended
+    assert [name[:32] for name in second] == [*(n[:32] for n in first), "chunk_000000000030_000000000040_"]
+    assert second[0] == first[0]
     learner.add_transitions(stream(100, 2))  # past capacity: chunks no longer needed are dropped
     learner.save_checkpoint()
     manifest = json.loads(sorted((tmp_path / "checkpoints").glob("*.json"))[-1].read_text())
@@ -143,7 +145,7 @@ def test_run_directory_conflicts_are_reported(tmp_path: Path) -> None:
     assert tuned.config.utd_ratio == 4 and tuned.env_steps == 10
 
 
-@pytest.mark.parametrize("preset", ["sac", "td3"])
+@pytest.mark.parametrize("preset", ["sac", "td3", "crossq"])
 def test_exported_onnx_matches_torch(tmp_path: Path, preset: str) -> None:
     config = preset_config(preset, normalize_observations=True, **CONFIG)
     learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config, metadata={"joint_names": "a,b"})
@@ -184,3 +186,56 @@ def test_export_verification_and_policy_loading_fail_loudly(tmp_path: Path) -> N
         OnnxPolicy.from_file(tmp_path / "absent.onnx")
     assert not (tmp_path / "absent.onnx").exists()
     assert os.environ.get("ROS_DOMAIN_ID")  # conftest isolation is in place for subprocesses too
+
+
+def test_intervention_rows_and_their_count_survive_checkpoint_and_resume(tmp_path: Path) -> None:
+    """Kept interventions are written as demo chunks of their own, beside a demonstration file's."""
+    config = preset_config("sac", **CONFIG)
+    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+
+    def flagged(rows: int, seed: int, human: list[int]) -> TransitionBatch:
+        batch = stream(rows, seed)
+        batch.intervention[human] = 1.0
+        return batch
+
+    learner.add_transitions(flagged(20, 0, [3, 4, 5]))
+    learner.save_checkpoint()
+    learner.add_transitions(flagged(20, 1, [0, 19]))
+    demo_file = stream(6, 9)
+    demo_file.to_npz(tmp_path / "demos.npz")
+    learner.add_demonstrations(tmp_path / "demos.npz")  # after two unsaved intervention rows
+    learner.add_transitions(flagged(10, 2, [9]))
+    learner.save_checkpoint()
+    manifest = json.loads(learner.run.manifests()[0].read_text())
+    assert manifest["intervention_transitions"] == 6
+    stems = [Path(entry["file"]).name.rsplit("_", 1)[0] for entry in manifest["demo_chunks"]]  # less sha
+    assert stems == [
+        "interventions_000000000000_000000000003",
+        "interventions_000000000003_000000000005",
+        "demos_0002",
+        "interventions_000000000011_000000000012",
+    ]
+    assert [entry.get("interventions", 0) for entry in manifest["demo_chunks"]] == [3, 2, 0, 1]
+
+    resumed = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    assert (resumed.intervention_transitions, resumed.demo_buffer_rows, resumed.num_demonstrations) == (
+        6,
+        12,
+        6,
+    )
+    kept, restored = learner.demos.rows(0, 12), resumed.demos.rows(0, 12)
+    for name in ("obs", "action", "truncated", "intervention"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(kept, name), err_msg=name)
+    assert restored.intervention.tolist() == [1.0] * 5 + [0.0] * 6 + [1.0]
+    np.testing.assert_array_equal(resumed.replay.intervention, learner.replay.intervention)
+    resumed.add_transitions(flagged(5, 3, [1]))  # appends after the restored rows, saved from there on
+    resumed.save_checkpoint()
+    again = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
+    assert (again.intervention_transitions, again.demo_buffer_rows) == (7, 13)
+
+    # a checkpoint written before the counter existed resumes with none counted
+    newest = again.run.manifests()[0]
+    old = json.loads(newest.read_text())
+    del old["intervention_transitions"]
+    newest.write_text(json.dumps(old))
+    assert Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config).intervention_transitions == 0

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from rl_control.learning import OnnxPolicy
-from rl_control.learning.experts import pendulum_expert, record_demonstrations, write_pendulum_demonstrations
+from rl_control.learning.experts import (
+    pendulum_expert,
+    record_demonstrations,
+    write_arm_demonstrations,
+    write_pendulum_demonstrations,
+)
 from rl_control.learning.gym_train import (
     ActionScaler,
     evaluate_batched,
@@ -75,6 +80,18 @@ def test_pendulum_expert_demonstrations(tmp_path: Path) -> None:
     assert len(batch) == 200 and batch.truncated[-1] == 1.0 and np.abs(batch.action).max() <= 1.0
     random_returns = evaluate_policy(env, lambda obs: env.action_space.sample(), episodes=3, seed=0)
     assert np.mean(returns) > np.mean(random_returns) + 500
+
+
+def test_arm_expert_demonstrations_under_randomization(tmp_path: Path) -> None:
+    from rl_control.envs import RandomizationConfig
+    from rl_control.transitions import TransitionBatch
+
+    returns = write_arm_demonstrations(
+        tmp_path / "demos.npz", episodes=3, seed=0, randomization=RandomizationConfig(enabled=True)
+    )
+    batch = TransitionBatch.from_npz(tmp_path / "demos.npz")
+    assert len(batch) == 300 and batch.obs.shape == (300, 21) and np.abs(batch.action).max() <= 1.0
+    assert batch.truncated.sum() == 3 and np.mean(returns) > 40.0  # holding still scores about 1
 
 
 def test_action_scaler_and_space_checks() -> None:

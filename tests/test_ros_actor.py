@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -11,62 +10,28 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
 pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import JointState
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Bool, Float64MultiArray, UInt8MultiArray
 
 from rl_control.envs import make_task
-from rl_control.learning.networks import Actor, RunningNormalizer
-from rl_control.learning.onnx_policy import FORMAT, build_actor_graph
+from rl_control.envs.tasks import QuadrupedWalk
 from rl_control.ros import messages
-from rl_control.ros.node_process import NodeProcess
-from rl_control.ros.probe import RosProbe
+from rl_control.testing.experiment import TEST_CONTROLLER, write_actor_experiment
+from rl_control.testing.exported_policy import constant_exported_policy, constant_task_policy
+from rl_control.testing.node_process import NodeProcess
+from rl_control.testing.policies import linear_policy
+from rl_control.testing.probe import RosProbe
 
 pytestmark = pytest.mark.ros
 
-CONTROLLER = "test_controller"
+CONTROLLER = TEST_CONTROLLER
 STARTUP_S = 90.0  # node start-up is slow on a loaded 2-core machine
-
-
-def policy_bytes(
-    obs_dim: int, act_dim: int, action: float, *, version: int = 1, joints: list[str] | None = None
-) -> bytes:
-    """A real exported rl_control policy whose action is ``action`` for every observation."""
-    actor = Actor(obs_dim, act_dim, [8], stochastic=True)
-    with torch.no_grad():
-        actor.mean_head.weight.zero_()
-        actor.mean_head.bias.fill_(math.atanh(action))
-        assert actor.log_std_head is not None
-        actor.log_std_head.weight.zero_()
-        actor.log_std_head.bias.fill_(-20.0)  # clamped to the minimum std: exploration noise negligible
-    metadata = {
-        "format": FORMAT,
-        "obs_dim": str(obs_dim),
-        "act_dim": str(act_dim),
-        "policy_version": str(version),
-        "stochastic": "true",
-        "joint_names": json.dumps(joints or []),
-    }
-    model = build_actor_graph(
-        actor, RunningNormalizer(obs_dim, False), stochastic=True, exploration_noise=0.1, metadata=metadata
-    )
-    return model.SerializeToString()
-
-
-def write_config(tmp_path: Path, *, shared: dict, actor: dict | None = None, sim: dict | None = None) -> Path:
-    document = {
-        "/**": {"ros__parameters": {"controller": CONTROLLER, "run_dir": str(tmp_path / "run"), **shared}},
-        "sim_node": {"ros__parameters": {"sim_mode": "realtime", **(sim or {})}},
-        "actor_node": {"ros__parameters": {"reset_service": "", "state_timeout_s": 0.3, **(actor or {})}},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return path
 
 
 class FakeRobot:
@@ -134,11 +99,9 @@ def test_joint_remapping_and_policy_file(probe: RosProbe, tmp_path: Path) -> Non
     """Shuffled JointState order with extra joints: the command follows the configured joint order."""
     task = make_task("arm_reach")
     policy_file = tmp_path / "policy.onnx"
-    policy_file.write_bytes(
-        policy_bytes(task.observation_dim, task.action_dim, 0.5, joints=list(task.joint_names))
-    )
+    policy_file.write_bytes(constant_task_policy(task, 0.5))
     command_order = list(reversed(task.joint_names))
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path,
         shared={"task": "arm_reach", "mode": "deploy", "control_rate_hz": 50.0, "joint_names": command_order},
         actor={"policy_file": str(policy_file)},
@@ -162,19 +125,25 @@ def test_joint_remapping_and_policy_file(probe: RosProbe, tmp_path: Path) -> Non
         )
 
 
-def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pacing", ["realtime", "triggered"])
+def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_path: Path, pacing: str) -> None:
     task = make_task("pendulum_swingup")
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path,
-        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 100.0},
-        actor={"safe_command": "zero"},
+        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 50.0},
+        actor={"safe_command": "zero", "pacing": pacing},
     )
-    robot = FakeRobot(probe, list(task.joint_names))
+    # 50 Hz: the triggered watchdog waits 2 periods (40 ms) for a state, more than a loaded test process's
+    # timer jitter, so only the deliberate silence makes it tick
+    robot = FakeRobot(probe, list(task.joint_names), rate_hz=50.0)
     robot.position[:] = 0.3
     torque = 0.8 * task.command_high[0]
     with start_actor(config, tmp_path) as actor:
-        robot.publish_policy(policy_bytes(3, 1, 0.8, version=7), version=7)
+        robot.publish_policy(constant_exported_policy(3, 1, 0.8, version=7), version=7)
         assert robot.wait_commands(lambda c: abs(c[0] - torque) < 1e-3, STARTUP_S, 0.0), actor.output()
+        # watchdog ticks from here on (start-up, before the robot's states were discovered, does not count)
+        assert probe.spin_until(lambda: robot.diagnostic("watchdog_ticks") is not None, 5.0)
+        watchdog_before, running_since = int(robot.diagnostic("watchdog_ticks") or 0), time.monotonic()
 
         robot.publishing = False  # the robot goes silent: after state_timeout_s the safe command follows
         since = time.monotonic()
@@ -190,6 +159,7 @@ def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_pat
         robot.velocity[:] = 0.0
         assert robot.wait_commands(lambda c: abs(c[0] - torque) < 1e-3, 5.0, time.monotonic())
         probe.spin_until(lambda: int(robot.diagnostic("invalid_state_ticks") or 0) > 0, 5.0)
+        probe.spin_for(2.0)  # state-driven operation after the faults, so the commands are mostly its own
         values = robot.command_values()
         assert np.all(np.isfinite(values)), "a non-finite command was published"
         assert np.all(np.abs(values) <= task.command_high[0])
@@ -197,11 +167,15 @@ def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_pat
         assert int(robot.diagnostic("stale_ticks")) > 0
         assert int(robot.diagnostic("stale_events")) >= 1  # the silence: one fresh -> stale transition
         assert robot.diagnostic("policy_version") == "7"
+        assert robot.diagnostic("pacing") == pacing
+        if pacing == "triggered":  # states drove the ticks; only the silence made the watchdog tick
+            watchdog_ticks = int(robot.diagnostic("watchdog_ticks")) - watchdog_before
+            assert 0 < watchdog_ticks < len(robot.command_values(running_since)) / 2
 
 
 def test_corrupt_policy_rejected_old_policy_keeps_running(probe: RosProbe, tmp_path: Path) -> None:
     task = make_task("pendulum_swingup")
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path, shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 100.0}
     )
     robot = FakeRobot(probe, list(task.joint_names))
@@ -209,12 +183,14 @@ def test_corrupt_policy_rejected_old_policy_keeps_running(probe: RosProbe, tmp_p
     with start_actor(config, tmp_path) as actor:
         since = time.monotonic()
         assert robot.wait_commands(lambda c: c[0] == 0.0, STARTUP_S, since), actor.output()  # no policy: safe
-        robot.publish_policy(policy_bytes(3, 1, 0.5, version=1), version=1)
+        robot.publish_policy(constant_exported_policy(3, 1, 0.5, version=1), version=1)
         assert robot.wait_commands(lambda c: abs(c[0] - 0.5 * high) < 1e-3, 20.0, since), actor.output()
 
         robot.publish_policy(b"\x08\x01garbage, not an onnx model", version=2)
         assert probe.spin_until(lambda: robot.diagnostic("policies_rejected") == "1", 20.0), actor.output()
-        robot.publish_policy(policy_bytes(4, 1, -0.5, version=3), version=3)  # wrong observation size
+        robot.publish_policy(
+            constant_exported_policy(4, 1, -0.5, version=3), version=3
+        )  # wrong observation size
         assert probe.spin_until(lambda: robot.diagnostic("policies_rejected") == "2", 20.0), actor.output()
         since = time.monotonic()
         probe.spin_for(0.5)
@@ -223,7 +199,9 @@ def test_corrupt_policy_rejected_old_policy_keeps_running(probe: RosProbe, tmp_p
         assert robot.diagnostic("policy_version") == "1"
         assert "rejected policy" in actor.output()
 
-        robot.publish_policy(policy_bytes(3, 1, -0.25, version=4), version=4)  # hot swap to a good one
+        robot.publish_policy(
+            constant_exported_policy(3, 1, -0.25, version=4), version=4
+        )  # hot swap to a good one
         assert robot.wait_commands(lambda c: abs(c[0] + 0.25 * high) < 1e-3, 20.0, since), actor.output()
     probe.spin_for(0.5)
     assert robot.command_values()[-1][0] == 0.0  # the last command on shutdown (SIGINT) is the safe one
@@ -231,7 +209,7 @@ def test_corrupt_policy_rejected_old_policy_keeps_running(probe: RosProbe, tmp_p
 
 def test_train_mode_streams_transitions(probe: RosProbe, tmp_path: Path) -> None:
     """Without a policy the actor explores randomly and streams sequenced transition batches."""
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path,
         shared={"task": "pendulum_swingup", "mode": "train", "control_rate_hz": 100.0},
         actor={"transition_batch_size": 10, "max_policy_lag_steps": 0},
@@ -240,7 +218,7 @@ def test_train_mode_streams_transitions(probe: RosProbe, tmp_path: Path) -> None
     robot.position[:] = 1.0
     with start_actor(config, tmp_path) as actor:
         assert probe.spin_until(lambda: len(robot.transitions) >= 5, STARTUP_S), actor.output()
-    decoded = [messages.decode_transitions(msg, 3, 1) for _, msg in robot.transitions]
+    decoded = [messages.transitions_from_message(msg, 3, 1) for _, msg in robot.transitions]
     seqs = [seq for seq, _ in decoded]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     batch = decoded[0][1]
@@ -253,11 +231,16 @@ def test_train_mode_streams_transitions(probe: RosProbe, tmp_path: Path) -> None
 
 def test_lockstep_with_sim_node_resets_and_throttles(probe: RosProbe, tmp_path: Path) -> None:
     """Against the real sim_node in lockstep: one command per state, resets at episode end, UTD throttle."""
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path,
         shared={"task": "pendulum_swingup", "mode": "train", "control_rate_hz": 50.0},
         sim={"sim_mode": "lockstep"},
-        actor={"reset_service": "/sim_node/reset", "transition_batch_size": 20, "max_policy_lag_steps": 250},
+        actor={
+            "pacing": "lockstep",
+            "reset_service": "/sim_node/reset",
+            "transition_batch_size": 20,
+            "max_policy_lag_steps": 250,
+        },
     )
     robot = FakeRobot(probe, ["hinge"])
     robot.publishing = False  # the sim node is the robot here
@@ -279,7 +262,7 @@ def test_lockstep_with_sim_node_resets_and_throttles(probe: RosProbe, tmp_path: 
         assert probe.spin_until(lambda: rows() >= 2 * 251, 30.0), actor.output()
         probe.spin_for(1.0)
         assert rows() == 2 * 251, "the actor did not pause again"
-    batches = [messages.decode_transitions(msg, 3, 1)[1] for _, msg in robot.transitions]
+    batches = [messages.transitions_from_message(msg, 3, 1)[1] for _, msg in robot.transitions]
     truncated = np.concatenate([b.truncated for b in batches])
     next_obs = np.concatenate([b.next_obs for b in batches])
     obs = np.concatenate([b.obs for b in batches])
@@ -293,12 +276,12 @@ def test_lockstep_with_sim_node_resets_and_throttles(probe: RosProbe, tmp_path: 
 def test_deadman_and_human_intervention(probe: RosProbe, tmp_path: Path) -> None:
     task = make_task("pendulum_swingup")
     high = task.command_high[0]
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path,
         shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 100.0},
         actor={"require_enable": True, "policy_file": str(tmp_path / "policy.onnx")},
     )
-    (tmp_path / "policy.onnx").write_bytes(policy_bytes(3, 1, 0.5))
+    (tmp_path / "policy.onnx").write_bytes(constant_exported_policy(3, 1, 0.5))
     robot = FakeRobot(probe, list(task.joint_names))
     enable_pub = probe.publisher(Bool, "/rl_control/enable", 1)
     intervention_pub = probe.publisher(Float64MultiArray, "/rl_control/intervention", 1)
@@ -332,11 +315,16 @@ def test_deadman_and_human_intervention(probe: RosProbe, tmp_path: Path) -> None
 def test_lockstep_quadruped_uses_imu_and_odometry_of_the_same_step(probe: RosProbe, tmp_path: Path) -> None:
     """A task needing /imu and /odom: each transition is built from the three topics of one sim step."""
     task = make_task("quadruped_walk")
-    config = write_config(
+    config = write_actor_experiment(
         tmp_path,
         shared={"task": "quadruped_walk", "mode": "train", "control_rate_hz": 50.0},
         sim={"sim_mode": "lockstep"},
-        actor={"reset_service": "/sim_node/reset", "transition_batch_size": 10, "max_policy_lag_steps": 0},
+        actor={
+            "pacing": "lockstep",
+            "reset_service": "/sim_node/reset",
+            "transition_batch_size": 10,
+            "max_policy_lag_steps": 0,
+        },
     )
     robot = FakeRobot(probe, list(task.joint_names))
     robot.publishing = False
@@ -346,7 +334,7 @@ def test_lockstep_quadruped_uses_imu_and_odometry_of_the_same_step(probe: RosPro
             f"{actor.output()}\n{sim.output()}"
         )
     batches = [
-        messages.decode_transitions(msg, task.observation_dim, task.action_dim)[1]
+        messages.transitions_from_message(msg, task.observation_dim, task.action_dim)[1]
         for _, msg in robot.transitions
     ]
     obs = np.concatenate([b.obs for b in batches])
@@ -358,35 +346,75 @@ def test_lockstep_quadruped_uses_imu_and_odometry_of_the_same_step(probe: RosPro
     np.testing.assert_allclose(next_obs[:-1][chained], obs[1:][chained], rtol=1e-5, atol=1e-6)
 
 
+def test_deploy_quadruped_follows_cmd_vel_and_stops_when_it_stops(probe: RosProbe, tmp_path: Path) -> None:
+    """A plain Twist publisher on /cmd_vel steers a realtime deploy actor; without fresh Twists it stands."""
+    task = make_task("quadruped_walk")
+    start, stop = task.observation_layout["velocity_command"]
+    echo = np.zeros((task.observation_dim, task.action_dim))  # action[i] = observed command[i], i < 3
+    echo[np.arange(start, stop), np.arange(stop - start)] = 1.0
+    (tmp_path / "policy.onnx").write_bytes(linear_policy(echo, version=1, joint_names=list(task.joint_names)))
+    config = write_actor_experiment(
+        tmp_path,
+        shared={"task": "quadruped_walk", "mode": "deploy", "control_rate_hz": 50.0},
+        actor={"policy_file": str(tmp_path / "policy.onnx"), "cmd_vel_timeout_s": 0.5},
+    )
+    home = np.array(task.spec.home_qpos)[np.array(task.spec.qpos_adr)]
+    robot = FakeRobot(probe, list(task.joint_names), rate_hz=50.0)
+    robot.position = home + 0.05  # the measured pose: what the stopped robot holds
+    imu_pub = probe.publisher(Imu, messages.IMU_TOPIC, messages.STATE_QOS)
+    odom_pub = probe.publisher(Odometry, messages.ODOM_TOPIC, messages.STATE_QOS)
+    cmd_vel_pub = probe.publisher(Twist, "/cmd_vel", 10)  # reliable, depth 10: a typical teleop publisher
+    teleop: dict[str, Twist | None] = {"twist": None}
+
+    def sensors_and_teleop() -> None:
+        imu, odom = Imu(), Odometry()
+        imu.orientation.w = 1.0
+        imu_pub.publish(imu)
+        odom_pub.publish(odom)
+        if teleop["twist"] is not None:
+            cmd_vel_pub.publish(teleop["twist"])
+
+    def twist(x: float, y: float, yaw_rate: float) -> Twist:
+        msg = Twist()
+        msg.linear.x, msg.linear.y, msg.angular.z = x, y, yaw_rate
+        return msg
+
+    def steered_by(expected: list[float]) -> Callable[[np.ndarray], bool]:
+        def check(command: np.ndarray) -> bool:
+            observed = (command[:3] - home[:3]) / QuadrupedWalk.ACTION_SCALE
+            return bool(np.allclose(observed, expected, atol=1e-6) and np.allclose(command[3:], home[3:]))
+
+        return check
+
+    def standing(command: np.ndarray) -> bool:
+        return bool(np.allclose(command, robot.position))
+
+    probe.node.create_timer(0.02, sensors_and_teleop)
+    with start_actor(config, tmp_path) as actor:
+        assert robot.wait_commands(standing, STARTUP_S, time.monotonic()), actor.output()  # no Twist yet
+        teleop["twist"] = twist(0.6, -0.1, 0.3)
+        assert robot.wait_commands(steered_by([0.6, -0.1, 0.3]), 10.0, time.monotonic()), actor.output()
+        teleop["twist"] = twist(3.0, 0.0, -2.0)  # beyond the trained range: clipped to it
+        assert robot.wait_commands(steered_by([1.0, 0.0, -0.5]), 10.0, time.monotonic())
+        teleop["twist"] = twist(float("nan"), 0.0, 0.0)  # refused: no fresh command, the robot stops
+        assert robot.wait_commands(standing, 10.0, time.monotonic())
+        teleop["twist"] = twist(0.4, 0.0, 0.0)
+        assert robot.wait_commands(steered_by([0.4, 0.0, 0.0]), 10.0, time.monotonic())
+        teleop["twist"] = None  # the teleop stops publishing: after cmd_vel_timeout_s the robot stops
+        stopped_from = time.monotonic()
+        assert robot.wait_commands(standing, 10.0, stopped_from)
+        assert time.monotonic() - stopped_from >= 0.4  # not before the timeout (0.5 s, less one tick)
+        assert probe.spin_until(lambda: int(robot.diagnostic("cmd_vel_stopped_ticks") or 0) > 0, 5.0)
+    assert "cmd_vel: Twist linear.x is nan" in actor.output()
+
+
 def test_policy_file_for_another_task_is_a_startup_error(tmp_path: Path) -> None:
-    (tmp_path / "policy.onnx").write_bytes(policy_bytes(17, 4, 0.1))  # an arm policy
-    config = write_config(
+    (tmp_path / "policy.onnx").write_bytes(constant_task_policy(make_task("arm_reach"), 0.1))
+    config = write_actor_experiment(
         tmp_path,
         shared={"task": "pendulum_swingup", "mode": "deploy"},
         actor={"policy_file": str(tmp_path / "policy.onnx")},
     )
     with start_actor(config, tmp_path) as actor:
         assert actor.wait(STARTUP_S) == 2
-    assert "obs_dim=17" in actor.output() and "needs obs_dim=3" in actor.output()
-
-
-@pytest.mark.parametrize(
-    ("actor_mode", "document", "lockstep"),
-    [
-        ("lockstep", None, True),
-        ("realtime", {"sim_node": {"ros__parameters": {"sim_mode": "lockstep"}}}, False),
-        ("auto", {"sim_node": {"ros__parameters": {"sim_mode": "lockstep"}}}, True),
-        ("auto", {"sim_node": {"ros__parameters": {"sim_mode": "realtime"}}}, False),
-        ("auto", {"sim_node": {"ros__parameters": {}}}, True),  # sim_node's default is lockstep
-        ("auto", {"actor_node": {"ros__parameters": {}}}, False),  # no sim node: hardware
-        ("auto", None, False),
-    ],
-)
-def test_resolve_lockstep(tmp_path: Path, actor_mode: str, document: dict | None, lockstep: bool) -> None:
-    from rl_control.ros.actor_node import resolve_lockstep
-
-    path = None
-    if document is not None:
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    assert resolve_lockstep(actor_mode, None if path is None else str(path)) is lockstep
+    assert "obs_dim=21" in actor.output() and "needs obs_dim=3" in actor.output()

@@ -18,9 +18,8 @@ from std_msgs.msg import Float64MultiArray, Int64MultiArray, UInt8MultiArray
 from rl_control.learning import OnnxPolicy, TransitionBatch
 from rl_control.learning.checkpoint import RunDirectory
 from rl_control.ros import messages
-from rl_control.ros.learner_node import STATE_FILE
-from rl_control.ros.node_process import NodeProcess
-from rl_control.ros.probe import RosProbe
+from rl_control.testing.node_process import NodeProcess
+from rl_control.testing.probe import RosProbe
 
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("ros_domain")]
 
@@ -28,6 +27,7 @@ STARTUP_S = 60.0
 BATCH = 25
 LEARNING_STARTS = 50
 UTD = 2
+HUMAN_EVERY = 5
 
 
 def write_config(tmp_path: Path, **learner: object) -> Path:
@@ -56,7 +56,8 @@ def write_config(tmp_path: Path, **learner: object) -> Path:
 
 
 def pendulum_batch(seq: int, rows: int = BATCH, obs_dim: int = 3) -> TransitionBatch:
-    """Plausible pendulum transitions; an episode ends every 200 rows (time limit)."""
+    """Plausible pendulum transitions; an episode ends every 200 rows (time limit); every
+    ``HUMAN_EVERY``-th row is flagged as an intervention."""
     rng = np.random.default_rng(seq)
     theta = rng.uniform(-np.pi, np.pi, rows)
     obs = np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, rows)], axis=1)[:, :obs_dim]
@@ -70,6 +71,7 @@ def pendulum_batch(seq: int, rows: int = BATCH, obs_dim: int = 3) -> TransitionB
         next_obs=obs.astype(np.float32),
         terminated=np.zeros(rows, np.float32),
         truncated=((row_index + 1) % 200 == 0).astype(np.float32),
+        intervention=(row_index % HUMAN_EVERY == 0).astype(np.float32),
     )
 
 
@@ -96,7 +98,7 @@ class LearnerClient:
         )
 
     def send(self, seq: int) -> None:
-        self.transitions.publish(messages.encode_transitions(pendulum_batch(seq), seq))
+        self.transitions.publish(messages.transitions_to_message(pendulum_batch(seq), seq))
 
     def latest_progress(self) -> messages.LearnerProgress:
         if not self.progress:
@@ -133,6 +135,7 @@ def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, 
         client.wait_progress(node, 8 * BATCH)
         progress = client.latest_progress()
         assert progress.env_steps == 8 * BATCH and progress.last_seq == 7 and progress.episodes == 1
+        assert progress.intervention_transitions == 8 * BATCH // HUMAN_EVERY
         # UTD 2 on every step after learning starts (the first batches may arrive before it).
         assert UTD * (8 * BATCH - LEARNING_STARTS) <= progress.updates <= UTD * 8 * BATCH
         assert probe.spin_until(lambda: client.latest_policy()[0] > first_version, 10.0), node.output()
@@ -141,19 +144,19 @@ def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, 
         # Two messages lost (seq 8 and 9), then a malformed one: both reported, training goes on.
         client.send(10)
         bad = TransitionBatch(**{k: v for k, v in vars(pendulum_batch(11, obs_dim=4)).items()})
-        client.transitions.publish(messages.encode_transitions(bad, 11))
+        client.transitions.publish(messages.transitions_to_message(bad, 11))
         client.wait_diagnostic(node, "lost_messages", "2")
         client.wait_diagnostic(node, "decode_errors", "1")
         assert diagnostic_values(client.diagnostics)["_level"] == "1"  # WARN
         assert "2 messages lost (expected seq 8, got 10)" in node.output()
-        assert "/rl_control/transitions: bad transitions message" in node.output()
+        assert "rl_control/transitions: bad transitions message" in node.output()
         client.wait_progress(node, 9 * BATCH)
 
         node.send_signal(signal.SIGINT)
         assert node.wait(timeout_s=30.0) == 0, node.output()
-    state = json.loads((tmp_path / "run" / STATE_FILE).read_text())
-    assert state["last_seq"] == 10 and state["gaps"] == 2 and state["episodes"] == 1
     manifest = json.loads(RunDirectory(tmp_path / "run").manifests()[0].read_text())
+    state = manifest["stream_state"]  # committed with the checkpoint it describes
+    assert state["last_seq"] == 10 and state["gaps"] == 2 and state["episodes"] == 1
     assert manifest["env_steps"] == 9 * BATCH and manifest["num_updates"] == progress.updates + UTD * BATCH
 
 
@@ -169,8 +172,8 @@ def test_sigkill_restart_resumes_from_checkpoint_and_catches_up(tmp_path: Path, 
         client.wait_progress(node, 8 * BATCH)
 
         def checkpointed_everything() -> bool:
-            path = run_dir / STATE_FILE
-            return path.is_file() and json.loads(path.read_text())["last_seq"] == 7
+            manifests = RunDirectory(run_dir).manifests()
+            return bool(manifests) and json.loads(manifests[0].read_text())["stream_state"]["last_seq"] == 7
 
         assert probe.spin_until(checkpointed_everything, 15.0), node.output()
         saved = json.loads(RunDirectory(run_dir).manifests()[0].read_text())
@@ -194,6 +197,8 @@ def test_sigkill_restart_resumes_from_checkpoint_and_catches_up(tmp_path: Path, 
         progress = client.latest_progress()
         assert progress.updates >= saved["num_updates"] + UTD * 4 * BATCH
         assert progress.last_seq == 11
+        # counted once each: the checkpoint's count continues, re-delivered seq 0-7 are not counted again
+        assert progress.intervention_transitions == 12 * BATCH // HUMAN_EVERY
         client.wait_diagnostic(restarted, "lost_messages", "0")
         client.wait_diagnostic(restarted, "duplicate_messages", "8")  # seq 0-7 re-delivered, not re-added
         assert "resumed from" in restarted.output()
@@ -258,13 +263,8 @@ def test_learner_sigkill_while_the_actor_keeps_controlling_the_sim(tmp_path: Pat
 
 
 def test_demonstrations_are_loaded_once_and_restored_on_restart(tmp_path: Path, probe) -> None:
-    from rl_control.learning import save_demonstrations
-
     demo = tmp_path / "demo.npz"
-    batches = [pendulum_batch(seq) for seq in range(4)]
-    save_demonstrations(
-        demo, TransitionBatch(**{k: np.concatenate([vars(b)[k] for b in batches]) for k in vars(batches[0])})
-    )
+    TransitionBatch.concatenate([pendulum_batch(seq) for seq in range(4)]).to_npz(demo)
     config = write_config(tmp_path, demo_files=[str(demo)])
     with NodeProcess("learner_node", config) as node:
         assert node.wait_for_output("learner_node running", STARTUP_S), node.output()
@@ -282,3 +282,31 @@ def test_demonstrations_are_loaded_once_and_restored_on_restart(tmp_path: Path, 
     finally:
         refused.stop()
     assert "configuration error" in refused.output() and "already holds checkpoints" in refused.output()
+
+
+def test_learner_reports_an_achieved_utd_below_the_configured_one(tmp_path: Path, probe) -> None:
+    """Data streaming in faster than a UTD-300 learner can train on it: a warning with both figures."""
+    client = LearnerClient(probe)
+    agent = {
+        "hidden_sizes": [32, 32],
+        "batch_size": 32,
+        "learning_starts": LEARNING_STARTS,
+        "utd_ratio": 300,
+        "buffer_capacity": 5000,
+        "device": "cpu",
+    }
+    config = write_config(tmp_path, agent=agent, publish_every_updates=1_000_000)
+    with NodeProcess("learner_node", config) as node:
+        assert probe.spin_until(lambda: bool(client.policies), STARTUP_S), node.output()
+        assert probe.spin_until(lambda: client.transitions.get_subscription_count() > 0, 10.0)
+        for seq in range(60):  # 125 env steps/s for up to 12 s, like a robot that does not wait
+            client.send(seq)
+            probe.spin_until(lambda: False, 0.2)
+            values = diagnostic_values(client.diagnostics)
+            if values.get("_level") == "1" and float(values.get("achieved_utd", "nan")) < 270:
+                break
+        assert values["configured_utd"] == "300", values
+        assert float(values["achieved_utd"]) < 270 and values["_level"] == "1", values
+        assert probe.spin_until(lambda: "is below the configured 300" in node.output(), 10.0), node.output()
+        node.send_signal(signal.SIGINT)
+        assert node.wait(timeout_s=30.0) == 0, node.output()

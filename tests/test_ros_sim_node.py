@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ from std_srvs.srv import SetBool, Trigger
 from rl_control.envs import make_task
 from rl_control.envs.simulator import MujocoSimulator
 from rl_control.ros import messages
-from rl_control.ros.node_process import NodeProcess
-from rl_control.ros.probe import RosProbe
 from rl_control.ros.sim_node import reset_rng
+from rl_control.testing.node_process import NodeProcess
+from rl_control.testing.probe import RosProbe
 
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("ros_domain")]
 
@@ -249,3 +250,32 @@ def test_missing_or_unparsable_params_file_exits_with_code_2(tmp_path: Path) -> 
     unparsable = NodeProcess("sim_node", broken).start()
     assert unparsable.wait(timeout_s=STARTUP_S) == 2
     assert "cannot start ROS" in unparsable.output() and "broken.yaml" in unparsable.output()
+
+
+def test_realtime_applies_the_safe_command_when_commands_stop(tmp_path: Path, probe) -> None:
+    """A commander that goes silent: the applied effort drops to zero within command_timeout_s."""
+    timeout_s = 0.3
+    config = write_config(tmp_path, sim={"sim_mode": "realtime", "command_timeout_s": timeout_s})
+    with NodeProcess("sim_node", config) as node:
+        states = probe.collect(JointState, messages.JOINT_STATES_TOPIC, messages.STATE_QOS)
+        commands = probe.publisher(
+            Float64MultiArray, messages.command_topic(CONTROLLER), messages.COMMAND_QOS
+        )
+        assert probe.spin_until(lambda: bool(states), STARTUP_S), node.output()
+        assert probe.spin_until(lambda: commands.get_subscription_count() > 0, STARTUP_S)
+        last_sent = 0.0
+        for _ in range(50):  # 1 s of +1.5 N·m at 50 Hz
+            commands.publish(Float64MultiArray(data=[1.5]))
+            last_sent = time.monotonic()
+            probe.spin_for(1.0 / RATE_HZ)
+        assert states[-1][1].effort[0] == pytest.approx(1.5), "the commanded effort must be applied"
+
+        def released() -> bool:
+            return any(t > last_sent and abs(msg.effort[0]) < 1e-9 for t, msg in states)
+
+        assert probe.spin_until(released, 5.0), node.output()
+        released_at = next(t for t, msg in states if t > last_sent and abs(msg.effort[0]) < 1e-9)
+        delay = released_at - last_sent
+        print(f"safe command applied {delay * 1e3:.0f} ms after the last command (timeout {timeout_s} s)")
+        assert timeout_s - 0.05 <= delay <= timeout_s + 3 / RATE_HZ + 0.2
+        assert "no command on /effort_controller/commands" in node.output()

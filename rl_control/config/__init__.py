@@ -6,7 +6,7 @@ The schema module is imported lazily: core modules (``rl_control.envs``, ``rl_co
 
 from typing import Any
 
-from rl_control.config.errors import ConfigError, FieldError
+from rl_control.config.errors import CombinedConfigError, ConfigError, FieldError
 
 _SCHEMA_NAMES = (
     "NODE_NAMES",
@@ -31,4 +31,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'rl_control.config' has no attribute {name!r}")
 
 
-__all__ = ["ConfigError", "FieldError", *_SCHEMA_NAMES]
+__all__ = ["ConfigError", "CombinedConfigError", "FieldError", *_SCHEMA_NAMES]

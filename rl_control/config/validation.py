@@ -5,7 +5,13 @@ Field conventions (``dataclasses.field(metadata=...)``):
 * ``help`` -- one line shown by ``rl-control config show`` and in the docs;
 * ``min`` / ``max`` -- inclusive numeric bounds;
 * ``choices`` -- the allowed values;
-* ``path`` -- the string names a file that must exist (an empty string means "unset").
+* ``path`` -- ``"file"``: the string names a file that must exist (an empty string means "unset");
+  ``"dir"``: a directory, created when missing, so never empty and never an existing file;
+* ``max_items`` -- the longest list accepted (default :data:`MAX_LIST_ITEMS`);
+* ``tunable`` -- the node applies a run-time change (``ros2 param set``); other keys are read-only.
+
+Every integer must fit a ROS 2 integer parameter (int64). :func:`build` reports every bad key of a mapping
+at once (a :class:`~rl_control.config.errors.CombinedConfigError` when there are several).
 
 Supported field types: ``bool``, ``int``, ``float``, ``str``, ``list[bool|int|float|str]`` and nested
 dataclasses. Cross-field checks live in the dataclass's ``__post_init__`` and raise
@@ -22,9 +28,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rl_control.config.errors import ConfigError, FieldError
+from rl_control.config.errors import ConfigError, ErrorCollector, FieldError
 
 T = TypeVar("T")
+
+#: Bounds of a ROS 2 integer parameter.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Longest list a config key accepts unless its field sets ``max_items``.
+MAX_LIST_ITEMS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +88,8 @@ def _convert_scalar(tp: type, value: Any, loc: Location, name: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise loc.error(name, f"{value} does not fit a 64-bit integer (ROS 2 int parameter)")
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -92,34 +105,67 @@ def _convert_scalar(tp: type, value: Any, loc: Location, name: str) -> Any:
     raise loc.error(name, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
 
-def _check_metadata(meta: Mapping[str, Any], value: Any, loc: Location, name: str) -> Any:
-    items = value if isinstance(value, list) else [value]
-    for item in items:
+def bounds_problem(meta: Mapping[str, Any], value: Any) -> str | None:
+    """What breaks a field's ``choices``/``min``/``max`` metadata in ``value`` (or an item of a list value).
+
+    The one bounds check of every config dataclass (the experiment schema and ``AgentConfig``); None when
+    the value is within bounds.
+    """
+    for item in value if isinstance(value, list) else [value]:
         if "choices" in meta and item not in meta["choices"]:
             choices = ", ".join(repr(c) for c in meta["choices"])
             hint = did_you_mean(str(item), [str(c) for c in meta["choices"]])
-            raise loc.error(name, f"{item!r} is not one of {choices}{hint}")
+            return f"{item!r} is not one of {choices}{hint}"
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            continue
         if "min" in meta and item < meta["min"]:
-            raise loc.error(name, f"{item!r} is below the minimum {meta['min']!r}")
+            return f"{item!r} is below the minimum {meta['min']!r}"
         if "max" in meta and item > meta["max"]:
-            raise loc.error(name, f"{item!r} is above the maximum {meta['max']!r}")
-    if meta.get("path") and value:
+            return f"{item!r} is above the maximum {meta['max']!r}"
+    return None
+
+
+def _check_metadata(meta: Mapping[str, Any], value: Any, loc: Location, name: str) -> Any:
+    problem = bounds_problem(meta, value)
+    if problem is not None:
+        raise loc.error(name, problem)
+    kind = meta.get("path")
+    if kind == "dir":
+        return _check_directory(value, loc, name)
+    if kind and value:
         paths = value if isinstance(value, list) else [value]
-        resolved = []
-        for raw in paths:
-            path = Path(raw).expanduser()
-            if not path.is_absolute() and loc.base_dir is not None and not path.exists():
-                path = loc.base_dir / path
-            if not path.exists():
-                raise loc.error(name, f"file not found: {raw}")
-            resolved.append(str(path))
+        resolved = [_existing_file(raw, loc, name) for raw in paths]
         return resolved if isinstance(value, list) else resolved[0]
     return value
 
 
+def _existing_file(raw: str, loc: Location, name: str) -> str:
+    """``raw`` resolved (relative to the config file when not found as given); it must be a file."""
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and loc.base_dir is not None and not path.exists():
+        path = loc.base_dir / path
+    if not path.exists():
+        raise loc.error(name, f"file not found: {raw}")
+    if not path.is_file():
+        raise loc.error(
+            name, f"{raw} is a directory, not a file" if path.is_dir() else f"{raw} is not a file"
+        )
+    return str(path)
+
+
+def _check_directory(raw: str, loc: Location, name: str) -> str:
+    """A directory path that the node may create: not empty, not an existing non-directory."""
+    if not raw.strip():
+        raise loc.error(name, "must name a directory; an empty path is not allowed")
+    path = Path(raw).expanduser()
+    if path.exists() and not path.is_dir():
+        raise loc.error(name, f"{raw} exists and is not a directory")
+    return raw
+
+
 def convert_value(tp: Any, value: Any, meta: Mapping[str, Any], loc: Location, name: str) -> Any:
     """Check ``value`` against the field type ``tp`` and its metadata; return the typed value."""
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise loc.error(name, f"expected a mapping of {tp.__name__} keys, got {type(value).__name__}")
         return build(tp, value, loc.nested(name))
@@ -129,6 +175,9 @@ def convert_value(tp: Any, value: Any, meta: Mapping[str, Any], loc: Location, n
             value = list(value)
         if not isinstance(value, list):
             raise loc.error(name, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        max_items = meta.get("max_items", MAX_LIST_ITEMS)
+        if len(value) > max_items:
+            raise loc.error(name, f"{len(value)} items; at most {max_items} are allowed")
         converted = [_convert_scalar(item_type, item, loc, name) for item in value]
     else:
         converted = _convert_scalar(tp, value, loc, name)
@@ -139,21 +188,32 @@ def build(cls: type[T], data: Mapping[str, Any], loc: Location, base: T | None =
     """Build dataclass ``cls`` from ``data``; unknown keys, wrong types and bad values raise ConfigError.
 
     Keys absent from ``data`` take the field defaults, or the values of ``base`` when given (a preset).
+    Every bad key is reported (:class:`~rl_control.config.errors.CombinedConfigError` when there are several);
+    cross-field checks (``__post_init__``) run once every key is valid.
     """
     types = field_types(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    dataclass_type: type = cls
+    fields = {f.name: f for f in dataclasses.fields(dataclass_type) if f.init}
     kwargs: dict[str, Any] = {} if base is None else {name: getattr(base, name) for name in fields}
+    problems = ErrorCollector()
     for key, value in data.items():
         if key not in fields:
-            raise loc.error(
-                str(key),
-                f"unknown key{did_you_mean(str(key), fields)}; known keys: {', '.join(sorted(fields))}",
+            problems.add(
+                loc.error(
+                    str(key),
+                    f"unknown key{did_you_mean(str(key), fields)}; known keys: {', '.join(sorted(fields))}",
+                )
             )
-        kwargs[key] = convert_value(types[key], value, fields[key].metadata, loc, key)
+            continue
+        try:
+            kwargs[key] = convert_value(types[key], value, fields[key].metadata, loc, key)
+        except ConfigError as exc:
+            problems.add(exc)
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if name not in kwargs and no_default and not dataclasses.is_dataclass(types[name]):
-            raise loc.error(name, "required key is missing")
+            problems.add(loc.error(name, "required key is missing"))
+    problems.raise_if_any()
     try:
         return cls(**kwargs)
     except FieldError as exc:

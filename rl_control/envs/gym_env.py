@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +12,7 @@ from rl_control.envs.randomization import RandomizationConfig
 from rl_control.envs.simulator import MujocoSimulator
 from rl_control.envs.state import RobotState
 from rl_control.envs.tasks import TASK_NAMES, make_task
+from rl_control.policy.contract import DEFAULT_CONTROLLER, PolicyContract
 
 ENV_IDS: dict[str, str] = {
     "pendulum_swingup": "rl_control/PendulumSwingup-v0",
@@ -29,7 +31,7 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     (also available any time from :meth:`randomization_info`, e.g. the push count so far).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012 (gym's API)
 
     def __init__(
         self,
@@ -38,6 +40,7 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         randomization: RandomizationConfig | None = None,
         render_mode: str | None = None,
         episode_steps: int | None = None,
+        control_rate_hz: float | None = None,
     ) -> None:
         if task not in TASK_NAMES:
             raise ValueError(f"unknown task {task!r}; available: {', '.join(TASK_NAMES)}")
@@ -45,9 +48,12 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
-        self.task = make_task(task)
+        self.task = make_task(task, control_rate_hz=control_rate_hz)
         self.sim = MujocoSimulator(
-            self.task.robot, control_rate_hz=self.task.control_rate_hz, randomization=randomization
+            self.task.robot,
+            control_rate_hz=self.task.control_rate_hz,
+            randomization=randomization,
+            fit_physics_step=control_rate_hz is not None,  # a configured rate: as sim_node does
         )
         self.max_episode_steps = int(episode_steps) if episode_steps else self.task.episode_steps
         self.render_mode = render_mode
@@ -57,7 +63,7 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         self._state: RobotState | None = None
         self._obs: np.ndarray | None = None
         self._steps = 0
-        self._renderer = None
+        self._renderer: Any = None  # mujoco.Renderer, created on the first render
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -73,7 +79,7 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._obs, {"randomization": self.randomization_info()}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._obs is None:
+        if self._obs is None or self._state is None:
             raise RuntimeError("call reset() before step()")
         task, sim = self.task, self.sim
         sim.apply_command(task.command(action, self._state), checked=True)  # Task.command validated it
@@ -85,6 +91,12 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = self._steps >= self.max_episode_steps and not terminated
         self._obs = next_obs
         return next_obs, reward, terminated, truncated, {}
+
+    def policy_contract(self, controller: str = DEFAULT_CONTROLLER) -> PolicyContract:
+        """The contract of a policy trained on this env (its task and randomization settings)."""
+        return PolicyContract.for_task(
+            self.task, controller=controller, randomization=dataclasses.asdict(self.sim.randomization)
+        )
 
     def randomization_info(self) -> dict[str, float | list[float]]:
         """A copy of the randomization values of the current episode (empty when disabled)."""
@@ -115,7 +127,12 @@ def register_envs() -> None:
     """Register the ``rl_control/*-v0`` ids with gymnasium (idempotent)."""
     for task, env_id in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=RobotTaskEnv, kwargs={"task": task})
+            gym.register(id=env_id, entry_point=_env_creator, kwargs={"task": task})
+
+
+def _env_creator(**kwargs: Any) -> RobotTaskEnv:
+    """The registered entry point (gymnasium passes the env kwargs)."""
+    return RobotTaskEnv(**kwargs)
 
 
 def make_vector_env(
@@ -136,3 +153,6 @@ def make_vector_env(
     if asynchronous:
         return gym.vector.AsyncVectorEnv(env_fns)
     return gym.vector.SyncVectorEnv(env_fns)
+
+
+register_envs()

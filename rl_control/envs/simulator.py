@@ -341,24 +341,27 @@ class MujocoSimulator:
     def _randomize_model(self, cfg: RandomizationConfig) -> None:
         model, rng, info = self.model, self._rng, self.randomization_info
 
-        def uniform(bounds: list[float], size: int | None = None) -> np.ndarray | float:
+        def uniform(bounds: list[float]) -> float:
+            return float(rng.uniform(bounds[0], bounds[1]))
+
+        def uniforms(bounds: list[float], size: int) -> np.ndarray:
             return rng.uniform(bounds[0], bounds[1], size)
 
-        friction = float(uniform(cfg.friction))
+        friction = uniform(cfg.friction)
         model.geom_friction[:, 0] = friction
         info["friction"] = friction
 
         n_bodies = model.nbody - 1  # body 0 is the world
-        mass_scale = uniform(cfg.mass_scale, n_bodies)
+        mass_scale = uniforms(cfg.mass_scale, n_bodies)
         model.body_mass[1:] *= mass_scale
         model.body_inertia[1:] *= mass_scale[:, None]
         base = 1
-        added = float(uniform(cfg.added_mass))
+        added = uniform(cfg.added_mass)
         base_mass = model.body_mass[base]
         new_mass = max(base_mass + added, _MIN_MASS_FRACTION * self._nominal.body_mass[base])
         model.body_inertia[base] *= new_mass / base_mass
         model.body_mass[base] = new_mass
-        com_offset = uniform(cfg.com_offset, 3)
+        com_offset = uniforms(cfg.com_offset, 3)
         model.body_ipos[base] += com_offset
         info["mass_scale"] = mass_scale.tolist()
         info["added_mass"] = float(new_mass - base_mass)
@@ -370,15 +373,15 @@ class MujocoSimulator:
             ("armature_scale", "dof_armature"),
             ("frictionloss_scale", "dof_frictionloss"),
         ):
-            scale = uniform(getattr(cfg, key), self._n)
+            scale = uniforms(getattr(cfg, key), self._n)
             getattr(model, field_name)[joint_dofs] *= scale
             info[key] = scale.tolist()
 
         nu = model.nu
-        strength = uniform(cfg.motor_strength, nu)
+        strength = uniforms(cfg.motor_strength, nu)
         if self.command_interface == "position":
-            kp = uniform(cfg.kp_scale, nu) * strength
-            kd = uniform(cfg.kd_scale, nu) * strength
+            kp = uniforms(cfg.kp_scale, nu) * strength
+            kd = uniforms(cfg.kd_scale, nu) * strength
             model.actuator_gainprm[:, 0] *= kp
             model.actuator_biasprm[:, 1] *= kp
             model.actuator_biasprm[:, 2] *= kd
@@ -400,8 +403,10 @@ class MujocoSimulator:
         self._history.clear()
         if not cfg.enabled:
             return
-        self._latency_steps = round(rng.uniform(*cfg.action_latency_s) / self.physics_dt)
-        self._delay_steps = round(rng.uniform(*cfg.observation_delay_s) / self.control_dt)
+        latency_low, latency_high = cfg.action_latency_s
+        delay_low, delay_high = cfg.observation_delay_s
+        self._latency_steps = round(rng.uniform(latency_low, latency_high) / self.physics_dt)
+        self._delay_steps = round(rng.uniform(delay_low, delay_high) / self.control_dt)
         info["action_latency_s"] = self._latency_steps * self.physics_dt
         info["observation_delay_s"] = self._delay_steps * self.control_dt
         noise = cfg.observation_noise
@@ -419,7 +424,7 @@ class MujocoSimulator:
         self._noise_active = bool(np.any(std > 0))
         self._noise_row = _NOISE_BLOCK
         if cfg.push_velocity > 0:
-            self._next_push_time = float(rng.uniform(*cfg.push_interval_s))
+            self._next_push_time = float(rng.uniform(cfg.push_interval_s[0], cfg.push_interval_s[1]))
         info["push_count"] = 0.0
         if self._delay_steps:
             # Until the delay has elapsed the robot reports its initial state.
@@ -446,8 +451,9 @@ class MujocoSimulator:
             data.qvel[0:2] += rng.uniform(-cfg.push_velocity, cfg.push_velocity, 2)
         else:
             data.qvel[self._dof_adr] += rng.uniform(-cfg.push_velocity, cfg.push_velocity, self._n)
-        self.randomization_info["push_count"] = float(self.randomization_info.get("push_count", 0.0)) + 1.0
-        self._next_push_time = data.time + float(rng.uniform(*cfg.push_interval_s))
+        pushes = self.randomization_info.get("push_count", 0.0)
+        self.randomization_info["push_count"] = (pushes if isinstance(pushes, float) else 0.0) + 1.0
+        self._next_push_time = data.time + float(rng.uniform(cfg.push_interval_s[0], cfg.push_interval_s[1]))
 
     @staticmethod
     def _checked(name: str, value: np.ndarray, size: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import cache
 
 import mujoco
 import numpy as np
@@ -67,6 +68,37 @@ class Task:
         self.episode_steps = int(episode_steps)
         self.success_threshold = float(success_threshold)
         self._obs = np.zeros(observation_dim, dtype=np.float32)
+        #: Named slices of the observation, ``name -> (start, stop)``, covering it in order.
+        self.observation_layout: dict[str, tuple[int, int]] = {}
+
+    def _set_observation_layout(self, *parts: tuple[str, int]) -> None:
+        """Declare the observation as consecutive named parts ``(name, size)``; they must fill it."""
+        start = 0
+        for name, size in parts:
+            self.observation_layout[name] = (start, start + size)
+            start += size
+        if start != self.observation_dim:
+            raise ValueError(
+                f"{self.name}: observation layout covers {start} of {self.observation_dim} values"
+            )
+
+    def action_scaling(self) -> dict[str, object]:
+        """How an action in [-1, 1] becomes a command: mapping kind, its constants and the command units.
+
+        Default (effort interface): ``command = low + (action + 1) / 2 * (high - low)`` per actuated joint.
+        """
+        return {
+            "kind": "range",
+            "low": self.command_low[self.actuated].tolist(),
+            "high": self.command_high[self.actuated].tolist(),
+            "units": [self.command_units()[i] for i in self.actuated],
+        }
+
+    def command_units(self) -> list[str]:
+        """Command unit of each joint (joint order): rad or m (position), N·m or N (effort)."""
+        angular = {"position": "rad", "effort": "N·m"}[self.command_interface]
+        linear = {"position": "m", "effort": "N"}[self.command_interface]
+        return [angular if hinge else linear for hinge in joint_is_hinge(self.robot)]
 
     # ----------------------------------------------------------------- episode and reset distribution
     def reset(self, rng: np.random.Generator) -> None:
@@ -141,6 +173,7 @@ class PendulumSwingup(Task):
             success_threshold=success_threshold,
             observation_dim=3,
         )
+        self._set_observation_layout(("cos_angle", 1), ("sin_angle", 1), ("angular_velocity", 1))
 
     def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return np.array([rng.uniform(-math.pi, math.pi)]), np.array([rng.uniform(-1.0, 1.0)])
@@ -194,6 +227,13 @@ class CartpoleSwingup(Task):
             success_threshold=350.0,
             observation_dim=5,
         )
+        self._set_observation_layout(
+            ("cart_position", 1),
+            ("cos_pole_angle", 1),
+            ("sin_pole_angle", 1),
+            ("cart_velocity", 1),
+            ("pole_angular_velocity", 1),
+        )
 
     def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         qpos = np.array([rng.uniform(-0.1, 0.1), math.pi + rng.uniform(-0.05, 0.05)])
@@ -222,8 +262,11 @@ class ArmReach(Task):
     of an episode starts from the measured position; the target never leads the measured position by more
     than 0.3 rad), so a zero action holds the pose and motion per tick is bounded (safe on hardware).
     The episode's target position and the servo targets live in the task: call ``reset()`` per episode.
-    Observation ``[q (4), q̇ (4), ee (3), target (3), target - ee (3)]``; the end-effector
-    position comes from forward kinematics of the measured joint positions.
+    Observation ``[q (4), q̇ (4), ee (3), target (3), target - ee (3), servo target - q (4)]``; the
+    end-effector position comes from forward kinematics of the measured joint positions. The last part is
+    the lead of the servo targets this task last commanded over the measured position (zero before the
+    first command of an episode): the targets accumulate the actions, so without it the observation
+    would not say where the servos are heading (an actor always knows its own last command).
     Reward ``1 - tanh(d / 0.1) - 0.01 |a|²`` with d the end-effector distance to the target [m].
     """
 
@@ -238,7 +281,7 @@ class ArmReach(Task):
             control_rate_hz=50.0,
             episode_steps=100,
             success_threshold=65.0,
-            observation_dim=17,
+            observation_dim=21,
         )
         self._fk_model = load_model("arm")
         self._fk_data = mujoco.MjData(self._fk_model)
@@ -247,6 +290,26 @@ class ArmReach(Task):
         self._qpos_adr = np.array(self.spec.qpos_adr)
         self.target = np.zeros(3)
         self._servo_target: np.ndarray | None = None
+        n = self.action_dim
+        self._set_observation_layout(
+            ("joint_position", n),
+            ("joint_velocity", n),
+            ("end_effector", 3),
+            ("target", 3),
+            ("target_minus_end_effector", 3),
+            ("servo_target_lead", n),
+        )
+
+    def action_scaling(self) -> dict[str, object]:
+        """Position deltas: ``target += DELTA_SCALE * action``, within ``MAX_LEAD`` of the measurement."""
+        return {
+            "kind": "position_delta",
+            "scale": self.DELTA_SCALE,
+            "max_lead": self.MAX_LEAD,
+            "low": self.command_low.tolist(),
+            "high": self.command_high.tolist(),
+            "units": self.command_units(),
+        }
 
     def reset(self, rng: np.random.Generator) -> None:
         self._servo_target = None
@@ -281,6 +344,10 @@ class ArmReach(Task):
         obs[2 * n : 2 * n + 3] = ee
         obs[2 * n + 3 : 2 * n + 6] = self.target
         obs[2 * n + 6 : 2 * n + 9] = self.target - ee
+        if self._servo_target is None:
+            obs[2 * n + 9 :] = 0.0
+        else:
+            obs[2 * n + 9 :] = self._servo_target - state.position
         return obs.copy()
 
     def distance(self, obs: np.ndarray) -> float:
@@ -301,6 +368,16 @@ class ArmReach(Task):
     def reward(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray) -> float:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         return 1.0 - math.tanh(self.distance(next_obs) / 0.1) - 0.01 * float(a @ a)
+
+
+@cache
+def joint_is_hinge(robot: str) -> tuple[bool, ...]:
+    """Per joint of ``robot`` (joint order): True for a hinge (angular), False for a slide (linear)."""
+    model = load_model(robot)
+    ids = [
+        mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name) for name in robot_spec(robot).joint_names
+    ]
+    return tuple(bool(model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE) for i in ids)
 
 
 def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
@@ -347,6 +424,27 @@ class QuadrupedWalk(Task):
             np.any(self.default_position - self.ACTION_SCALE < self.command_low)
             or np.any(self.default_position + self.ACTION_SCALE > self.command_high)
         )
+        n = self.action_dim
+        self._set_observation_layout(
+            ("base_linear_velocity", 3),
+            ("angular_velocity", 3),
+            ("projected_gravity", 3),
+            ("velocity_command", 3),
+            ("joint_position_offset", n),
+            ("joint_velocity", n),
+            ("last_action", n),
+        )
+
+    def action_scaling(self) -> dict[str, object]:
+        """Offsets from the home pose: ``target = default_position + ACTION_SCALE * action``."""
+        return {
+            "kind": "position_offset",
+            "scale": self.ACTION_SCALE,
+            "offset": self.default_position.tolist(),
+            "low": self.command_low.tolist(),
+            "high": self.command_high.tolist(),
+            "units": self.command_units(),
+        }
 
     def set_velocity_command(self, vx: float, vy: float, yaw_rate: float) -> None:
         """Set the tracked command (teleop); clipped to the trained range."""
@@ -419,10 +517,21 @@ TASK_NAMES: tuple[str, ...] = tuple(_TASKS)
 DEFAULT_TASK = "pendulum_swingup"
 
 
-def make_task(name: str) -> Task:
-    """Create a fresh task instance by name (one of :data:`TASK_NAMES`)."""
+def make_task(name: str, *, control_rate_hz: float | None = None) -> Task:
+    """Create a fresh task instance by name (one of :data:`TASK_NAMES`).
+
+    ``control_rate_hz`` (the experiment's ``control_rate_hz``) replaces the task's default rate, so the task,
+    the simulator, the actor and the evaluation all run at the configured one.
+    """
     try:
         factory = _TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; available: {', '.join(TASK_NAMES)}") from None
-    return factory()
+    task = factory()
+    if control_rate_hz is not None:
+        if not (math.isfinite(control_rate_hz) and control_rate_hz > 0.0):
+            raise ValueError(
+                f"task {name!r}: control_rate_hz must be a finite number > 0, got {control_rate_hz}"
+            )
+        task.control_rate_hz = float(control_rate_hz)
+    return task

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from rl_control.learning.config import preset_config
+from rl_control.learning.config import PRESET_NAMES, preset_config
 from rl_control.learning.learner import Learner
 from rl_control.learning.replay import TransitionBatch
 
@@ -68,18 +68,24 @@ def _random_transitions(rows: int, seed: int) -> TransitionBatch:
 
 
 class _OurSide:
-    """rl_control learner doing SB3-equivalent gradient steps: critic + actor + temperature per step."""
+    """rl_control learner on random data: SAC with ``num_critics`` doing SB3-equivalent gradient steps
+    (critic + actor + temperature per step), or ``preset`` as configured when ``num_critics`` is None."""
 
-    def __init__(self, num_critics: int, run_dir: Path, preset: str = "sac", **overrides: Any) -> None:
-        settings = {"num_critics": num_critics, "num_target_critics": 2, "utd_ratio": 1, "actor_delay": 1}
-        if preset != "sac":
-            settings = {}
+    def __init__(self, num_critics: int | None, run_dir: Path, preset: str = "sac", **overrides: Any) -> None:
+        settings: dict[str, Any] = {}
+        if num_critics is not None:  # SAC with N critics, one actor step per critic step (like SB3)
+            settings = {
+                "num_critics": num_critics,
+                "num_target_critics": 2,
+                "utd_ratio": 1,
+                "actor_delay": 1,
+                "hidden_sizes": BENCH_HIDDEN,
+            }
         config = preset_config(
             preset,
             **{
                 **settings,
                 "batch_size": BENCH_BATCH,
-                "hidden_sizes": BENCH_HIDDEN,
                 "learning_starts": 0,
                 "buffer_capacity": 20_000,
                 "device": "cpu",
@@ -152,7 +158,8 @@ def _rate(run, steps: int) -> float:
 def bench_learner(
     json_output: bool = False, quick: bool = False, console: Console | None = None, threads: int = 0
 ) -> dict[str, Any]:
-    """Gradient steps per second vs SB3 SAC at N=2 and N=10 critics, matmul fraction and UTD-20 rates.
+    """Gradient steps per second vs SB3 SAC at N=2 and N=10 critics, matmul fraction, and every preset's
+    updates/s and ``realtime_capacity_hz`` (``result["presets"]``, SB3 SAC's N=2 rate as the reference).
 
     One step = one critic-ensemble update + one actor update + one temperature update (batch 256,
     256x256 MLPs, obs 17, act 6). Measurements alternate between both sides over several rounds and
@@ -185,16 +192,12 @@ def bench_learner(
             result[f"ratio_vs_sb3_n{num_critics}"] = rate / sb3_rate
             result[f"gflop_per_step_n{num_critics}"] = flops / 1e9
             result[f"_achieved_gflops_n{num_critics}"] = flops * rate / 1e9
+        result["presets"] = _preset_rates(Path(scratch), quick, result["sb3_steps_per_s_n2"])
     matmul_gflops = max(matmul_samples)
     result["matmul_gflops"] = matmul_gflops
     for num_critics in (10, 2):
         achieved = result.pop(f"_achieved_gflops_n{num_critics}")
         result[f"matmul_fraction_n{num_critics}"] = achieved / matmul_gflops
-        for preset in ("redq", "droq"):
-            side = _OurSide(0, Path(scratch) / preset, preset=preset)
-            side.run(1)
-            env_rates = [_rate(side.run, 1 if quick else 3) for _ in range(2 if quick else 3)]
-            result[f"{preset}_utd20_env_steps_per_s"] = statistics.median(env_rates)
     table = Table(title="learner gradient steps/s (critic + actor + temperature, batch 256, 256x256)")
     for column in ("critics", "rl_control", "SB3 SAC", "ratio", "target", "GFLOP/step", "matmul fraction"):
         table.add_column(column, justify="right")
@@ -210,12 +213,71 @@ def bench_learner(
             + (" (target >= 50%)" if num_critics == 10 else ""),
         )
     console.print(table)
-    console.print(
-        f"fp32 matmul throughput: {matmul_gflops:.0f} GFLOP/s on {result['threads']} threads; "
-        f"UTD=20 learning rate: redq {result['redq_utd20_env_steps_per_s']:.2f} env steps/s, "
-        f"droq {result['droq_utd20_env_steps_per_s']:.2f} env steps/s"
-    )
+    console.print(f"fp32 matmul throughput: {matmul_gflops:.0f} GFLOP/s on {result['threads']} threads")
+    console.print(_preset_table(result["presets"], result["sb3_steps_per_s_n2"]))
     return result
+
+
+def _preset_variants(quick: bool) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every preset as configured (its own network sizes; batch 256, obs 17, act 6), plus CrossQ
+    precisions and (unless ``quick``: compiling takes minutes) SAC and CrossQ with ``compile``."""
+    variants: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in PRESET_NAMES}
+    variants["crossq (fp32)"] = ("crossq", {"precision": "fp32"})
+    variants["crossq (bf16)"] = ("crossq", {"precision": "bf16"})
+    if not quick:
+        variants["sac (compiled)"] = ("sac", {"compile": True})
+        variants["crossq (compiled)"] = ("crossq", {"compile": True})
+    return variants
+
+
+def _preset_rates(scratch: Path, quick: bool, sb3_rate: float) -> dict[str, dict[str, Any]]:
+    """Updates/s and real-time capacity (env steps/s learned from at the preset's own UTD) per preset,
+    and the seconds of the first call (``first_call_s``: allocations, optimizer state, compilation)."""
+    rates: dict[str, dict[str, Any]] = {}
+    for label, (preset, overrides) in _preset_variants(quick).items():
+        side = _OurSide(None, scratch / label.replace(" ", "_").strip("()"), preset=preset, **overrides)
+        config = side.learner.config
+        env_steps = max(1, round((10 if quick else 30) / config.utd_ratio))
+        started = time.perf_counter()
+        side.run(env_steps)  # warm-up (allocations, first optimizer state, compilation)
+        first_call_s = time.perf_counter() - started
+        capacity = statistics.median(_rate(side.run, env_steps) for _ in range(2 if quick else 3))
+        rates[label] = {
+            "utd_ratio": config.utd_ratio,
+            "updates_per_s": capacity * config.utd_ratio,
+            "realtime_capacity_hz": capacity,
+            "capacity_vs_sb3_sac": capacity / sb3_rate,
+            "precision": str(side.learner.agent.compute_dtype).removeprefix("torch."),
+            "first_call_s": first_call_s,
+        }
+    return rates
+
+
+def _preset_table(rates: dict[str, dict[str, Any]], sb3_rate: float) -> Table:
+    table = Table(title="presets: critic updates/s and real-time capacity (env steps/s at their own UTD)")
+    columns = (
+        "preset",
+        "UTD",
+        "precision",
+        "updates/s",
+        "realtime capacity Hz",
+        "vs SB3 SAC",
+        "first call s",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row("SB3 SAC (reference)", "1", "float32", f"{sb3_rate:.1f}", f"{sb3_rate:.1f}", "1.00x", "")
+    for label, row in rates.items():
+        table.add_row(
+            label,
+            str(row["utd_ratio"]),
+            row["precision"],
+            f"{row['updates_per_s']:.1f}",
+            f"{row['realtime_capacity_hz']:.1f}" + (" (target >= 50)" if label == "crossq" else ""),
+            f"{row['capacity_vs_sb3_sac']:.2f}x",
+            f"{row['first_call_s']:.1f}",
+        )
+    return table
 
 
 def _median_or_none(values: list[int | None]) -> float | None:
@@ -296,6 +358,16 @@ def steps_to_threshold(
     return summary["threshold_step"], time.perf_counter() - start
 
 
+def _preset_names(preset: str) -> list[str]:
+    """The presets of a comma-separated ``preset`` argument, checked before anything runs."""
+    names = [name.strip() for name in preset.split(",") if name.strip()]
+    if not names:
+        raise ValueError("--preset: give at least one preset name")
+    for name in names:
+        preset_config(name)  # ValueError naming the unknown preset and the known ones
+    return names
+
+
 def bench_sample_efficiency(
     json_output: bool = False,
     quick: bool = False,
@@ -304,54 +376,64 @@ def bench_sample_efficiency(
     console: Console | None = None,
     overrides: dict[str, Any] | None = None,
     threads: int = 1,
+    demos: bool = True,
 ) -> dict[str, Any]:
     """Environment steps until the mean deterministic return over 10 episodes of Pendulum-v1 is >= -200.
 
-    Rows: SB3 SAC with its defaults, ``preset`` (learning_starts 100, as SB3, plus ``overrides``), and
-    ``preset`` with 5 scripted-expert demonstration episodes in the offline buffer. Evaluations every
-    200 steps on the same evaluation seeds for every method. ``quick`` runs one seed with lower step
-    caps. Both sides run with ``threads`` torch threads (1 by default: robust on a shared machine).
+    Rows: SB3 SAC with its defaults, then each preset of the comma-separated ``preset`` (learning_starts
+    100, as SB3, plus ``overrides``), each also with 5 scripted-expert demonstration episodes in the
+    offline buffer unless ``demos`` is False. All presets share the SB3 reference of the same run.
+    Evaluations every 200 steps on the same evaluation seeds for every method. ``quick`` runs one seed
+    with lower step caps. Every method runs with ``threads`` torch threads (1 by default: robust on a
+    shared machine).
     """
     from rl_control.learning.experts import write_pendulum_demonstrations
 
+    presets = _preset_names(preset)
     if threads > 0:
         torch.set_num_threads(threads)
     console = console or Console(stderr=True, quiet=json_output)
     seeds = 1 if quick else seeds
     sb3_cap, our_cap = (8_000, 3_000) if quick else (20_000, 6_000)
-    methods = ["sb3_sac", preset, f"{preset}+demos"]
-    steps: dict[str, list[int | None]] = {method: [] for method in methods}
-    wall: dict[str, list[float]] = {method: [] for method in methods}
+    # (row name, method, preset, step cap, with demonstrations)
+    runs = [("sb3_sac", "sb3_sac", "", sb3_cap, False)]
+    for name in presets:
+        runs.append((name, "ours", name, our_cap, False))
+        if demos:
+            runs.append((f"{name}+demos", "ours", name, our_cap, True))
+    steps: dict[str, list[int | None]] = {run[0]: [] for run in runs}
+    wall: dict[str, list[float]] = {run[0]: [] for run in runs}
+    demo_returns: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         demo_file = Path(scratch) / "pendulum_expert_demos.npz"
-        demo_returns = write_pendulum_demonstrations(demo_file, episodes=5)
+        if demos:
+            demo_returns = write_pendulum_demonstrations(demo_file, episodes=5)
         for seed in range(seeds):
-            runs = (
-                ("sb3_sac", "sb3_sac", sb3_cap, None),
-                (preset, "ours", our_cap, None),
-                (f"{preset}+demos", "ours", our_cap, demo_file),
-            )
-            for name, method, cap, demos in runs:
+            for name, method, run_preset, cap, with_demos in runs:
                 reached, seconds = steps_to_threshold(
-                    method, seed, cap, preset=preset, demo_file=demos, overrides=overrides
+                    method,
+                    seed,
+                    cap,
+                    preset=run_preset or "sac",
+                    demo_file=demo_file if with_demos else None,
+                    overrides=overrides,
                 )
                 steps[name].append(reached)
                 wall[name].append(seconds)
-            log.info("seed %d: %s", seed, {method: values[-1] for method, values in steps.items()})
-    sb3_median = _median_or_none(steps["sb3_sac"])
-    ours_median = _median_or_none(steps[preset])
-    demos_median = _median_or_none(steps[f"{preset}+demos"])
-
-    def ratio(value: float | None) -> float | None:
-        return None if value is None or sb3_median is None else value / sb3_median
-
+            log.info("seed %d: %s", seed, {name: values[-1] for name, values in steps.items()})
+    medians = {name: _median_or_none(values) for name, values in steps.items()}
+    sb3_median = medians["sb3_sac"]
+    ratios = {
+        name: None if median is None or sb3_median is None else median / sb3_median
+        for name, median in medians.items()
+    }
     result: dict[str, Any] = {
         "steps_to_threshold": steps,
         "wall_clock_s": wall,
-        "median_steps_ratio_vs_sb3": ratio(ours_median),
-        "median_steps_ratio_vs_sb3_with_demos": ratio(demos_median),
+        "median_steps": medians,
+        "median_steps_ratio_vs_sb3": ratios,
         "threshold": PENDULUM_THRESHOLD,
-        "step_caps": {"sb3_sac": sb3_cap, preset: our_cap, f"{preset}+demos": our_cap},
+        "step_caps": {run[0]: run[3] for run in runs},
         "overrides": {"learning_starts": 100, **(overrides or {})},
         "threads": torch.get_num_threads(),
         "demo_episode_returns": demo_returns,
@@ -359,21 +441,18 @@ def bench_sample_efficiency(
     table = Table(title=f"Pendulum-v1: env steps until mean eval return >= {PENDULUM_THRESHOLD:.0f}")
     for column in ("method", "steps per seed", "median", "ratio vs SB3", "target", "wall-clock s per seed"):
         table.add_column(column, justify="right")
-    targets = {"sb3_sac": "", preset: "<= 0.33", f"{preset}+demos": "<= 0.10"}
-    ratios = {"sb3_sac": 1.0 if sb3_median else None, preset: result["median_steps_ratio_vs_sb3"]}
-    ratios[f"{preset}+demos"] = result["median_steps_ratio_vs_sb3_with_demos"]
-    for method in methods:
-        median = _median_or_none(steps[method])
+    for name, *_, with_demos in runs:
+        target = "" if name == "sb3_sac" else ("<= 0.10" if with_demos else "<= 0.33")
         table.add_row(
-            method,
-            ", ".join("-" if value is None else str(value) for value in steps[method]),
-            "not reached" if median is None else f"{median:.0f}",
-            "n/a" if ratios[method] is None else f"{ratios[method]:.2f}",
-            targets[method],
-            ", ".join(f"{value:.0f}" for value in wall[method]),
+            name,
+            ", ".join("-" if value is None else str(value) for value in steps[name]),
+            "not reached" if medians[name] is None else f"{medians[name]:.0f}",
+            "n/a" if ratios[name] is None else f"{ratios[name]:.2f}",
+            target,
+            ", ".join(f"{value:.0f}" for value in wall[name]),
         )
     console.print(table)
-    console.print(
-        f"expert demonstrations: 5 episodes, returns {np.round(demo_returns, 1).tolist()}; '-' = not reached"
-    )
+    if demos:
+        console.print(f"expert demonstrations: 5 episodes, returns {np.round(demo_returns, 1).tolist()}")
+    console.print("'-' = not reached within the step cap")
     return result

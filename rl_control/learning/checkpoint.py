@@ -2,14 +2,19 @@
 
 Run directory layout::
 
-    run.json                         dims, agent config, metadata (written once, atomically)
+    run.json                         dims, agent config, metadata (written atomically; a copy is in
+                                     every manifest, so a deleted run.json is recovered from them)
     checkpoints/ckpt_<updates>_<env steps>.pt    learner state (torch.save of tensors and plain values only)
-    checkpoints/ckpt_<updates>_<env steps>.json  manifest: sha256 + size of the .pt, counters, chunks
-    replay/chunk_<start>_<end>.npz   online transitions [start, end) of the stream (append-only chunks)
-    demos/demos_<k>.npz              demonstration transitions added to the run
+    checkpoints/ckpt_<updates>_<env steps>.json  manifest, the ONE commit point: sha256 + size of the .pt,
+                                     counters, chunks, the run description and the caller's stream state
+    replay/chunk_<start>_<end>_<sha>.npz   online transitions [start, end) of the stream (append-only)
+    demos/demos_<k>_<sha>.npz        demonstration transitions added to the run
+    demos/interventions_<start>_<end>_<sha>.npz   intervention rows kept in the demonstration buffer
+                                     (demo-buffer rows [start, end); the manifest entry counts them)
 
-A checkpoint counts only when its manifest exists and every file it names matches its recorded
-sha256; resume walks manifests newest first and takes the first complete one.
+A checkpoint counts only when its manifest exists and its state file matches its recorded sha256; resume
+walks manifests newest first and takes the first intact one. A replay or demonstration chunk that fails
+its checksum costs only its own rows (see :meth:`rl_control.learning.learner.Learner.create_or_resume`).
 """
 
 from __future__ import annotations
@@ -21,14 +26,12 @@ import logging
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from rl_control.learning.replay import FIELDS, TransitionBatch
+from rl_control.transitions import TransitionBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,19 @@ CHECKPOINT_DIR = "checkpoints"
 REPLAY_DIR = "replay"
 DEMO_DIR = "demos"
 _MANIFEST_PATTERN = re.compile(r"^ckpt_(\d+)_(\d+)\.json$")
-_CHUNK_PATTERN = re.compile(r"^chunk_(\d+)_(\d+)\.npz$")
+#: Manifest keys and the JSON types they must have.
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "state_file": str,
+    "sha256": str,
+    "size": int,
+    "num_updates": int,
+    "env_steps": int,
+    "policy_version": int,
+    "replay_total": int,
+    "replay_chunks": list,
+    "demo_chunks": list,
+}
+_CHUNK_TYPES: dict[str, type] = {"file": str, "sha256": str, "size": int}
 
 
 class CheckpointError(RuntimeError):
@@ -54,6 +69,9 @@ def atomic_write(path: Path, data: bytes) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_name, path)
+    except OSError as error:  # e.g. disk full: a write error carries no file name of its own
+        Path(temp_name).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror}", str(path)) from error
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
@@ -83,31 +101,34 @@ def read_verified(path: Path, expected_sha256: str, expected_size: int | None = 
     return data
 
 
-def encode_transitions(batch: TransitionBatch) -> bytes:
-    """Transitions as uncompressed npz bytes (no pickled objects)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: getattr(batch, name) for name in FIELDS})
-    return buffer.getvalue()
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`CheckpointError` naming the file for anything else.
 
-
-def decode_transitions(data: bytes, source: Path) -> TransitionBatch:
+    Random bytes, a truncated file, invalid UTF-8 or a JSON value that is not an object are all refused
+    with the same clear message instead of a bare decoding error.
+    """
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            return TransitionBatch(**{name: archive[name] for name in FIELDS})
-    except Exception as error:
-        raise CheckpointError(f"{source}: unreadable transition chunk ({error})") from error
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as error:  # ValueError covers UnicodeDecodeError and JSONDecodeError
+        raise CheckpointError(f"{path}: unreadable {what} ({error})") from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: unreadable {what} (a JSON object was expected)")
+    return data
 
 
-@dataclass
-class Manifest:
-    """What one checkpoint consists of (serialized as JSON next to the ``.pt``)."""
-
-    path: Path
-    content: dict[str, Any]
-
-    @property
-    def state_file(self) -> Path:
-        return self.path.parent / self.content["state_file"]
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """:class:`CheckpointError` naming ``path`` if a key is missing or of the wrong type."""
+    for key, kind in _MANIFEST_TYPES.items():
+        if not isinstance(manifest.get(key), kind):
+            raise CheckpointError(f"{path}: manifest lacks {key!r} or it is not a {kind}")
+    replay_types = {**_CHUNK_TYPES, "start": int, "end": int}
+    for entries, types in (
+        (manifest["replay_chunks"], replay_types),
+        (manifest["demo_chunks"], _CHUNK_TYPES),
+    ):
+        for entry in entries:
+            if not (isinstance(entry, dict) and all(isinstance(entry.get(k), t) for k, t in types.items())):
+                raise CheckpointError(f"{path}: malformed chunk entry {entry!r:.200}")
 
 
 class RunDirectory:
@@ -119,27 +140,45 @@ class RunDirectory:
 
     # -- run description -------------------------------------------------------------------------
     def read_run_info(self) -> dict[str, Any] | None:
+        """``run.json``; ``None`` if absent, :class:`CheckpointError` naming the file if unreadable."""
         path = self.root / RUN_FILE
         if not path.exists():
             return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{path}: unreadable run description ({error})") from error
+        return read_json_object(path, "run description")
+
+    def recover_run_info(self) -> dict[str, Any]:
+        """The run description copied into the newest readable manifest (``run.json`` was deleted)."""
+        for manifest_path in self.manifests():
+            try:
+                info = read_json_object(manifest_path, "manifest").get("run_info")
+            except CheckpointError:
+                continue
+            if isinstance(info, dict):
+                log.warning("%s is missing: recovered it from %s", self.root / RUN_FILE, manifest_path)
+                return info
+        raise CheckpointError(
+            f"{self.root / RUN_FILE} is missing and no checkpoint manifest holds a copy of it; "
+            "restore the file or choose another run directory"
+        )
 
     def write_run_info(self, info: dict[str, Any]) -> None:
         atomic_write(self.root / RUN_FILE, json.dumps(info, indent=2, sort_keys=True).encode())
 
     # -- replay chunks ---------------------------------------------------------------------------
     def write_chunk(self, directory: str, stem: str, batch: TransitionBatch) -> dict[str, Any]:
-        data = encode_transitions(batch)
-        path = self.root / directory / f"{stem}.npz"
+        data = batch.to_npz_bytes()
+        digest = sha256(data)
+        path = self.root / directory / f"{stem}_{digest[:12]}.npz"  # content-named: never overwritten
         atomic_write(path, data)
-        return {"file": f"{directory}/{path.name}", "sha256": sha256(data), "size": len(data)}
+        return {"file": f"{directory}/{path.name}", "sha256": digest, "size": len(data), "rows": len(batch)}
 
     def read_chunk(self, entry: dict[str, Any]) -> TransitionBatch:
         path = self.root / entry["file"]
-        return decode_transitions(read_verified(path, entry["sha256"], entry["size"]), path)
+        data = read_verified(path, entry["sha256"], entry["size"])
+        try:
+            return TransitionBatch.from_npz(data, name=str(path))
+        except ValueError as error:
+            raise CheckpointError(f"unreadable transition chunk: {error}") from error
 
     # -- checkpoints -----------------------------------------------------------------------------
     def manifests(self) -> list[Path]:
@@ -174,18 +213,11 @@ class RunDirectory:
     def load_checkpoint(
         self, manifest_path: Path, device: torch.device
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Verified (manifest, state) of one checkpoint; every referenced chunk is checked too."""
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{manifest_path}: unreadable manifest ({error})") from error
-        for key in ("state_file", "sha256", "size", "replay_chunks", "demo_chunks"):
-            if key not in manifest:
-                raise CheckpointError(f"{manifest_path}: manifest lacks {key!r}")
-        state_path = manifest_path.parent / manifest["state_file"]
+        """Verified (manifest, state) of one checkpoint; its chunks are verified when read."""
+        manifest = read_json_object(manifest_path, "manifest")
+        _check_manifest(manifest_path, manifest)
+        state_path = manifest_path.parent / str(manifest["state_file"])
         data = read_verified(state_path, manifest["sha256"], manifest["size"])
-        for entry in [*manifest["replay_chunks"], *manifest["demo_chunks"]]:
-            read_verified(self.root / entry["file"], entry["sha256"], entry["size"])
         try:
             state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
         except Exception as error:
@@ -199,8 +231,8 @@ class RunDirectory:
         kept = 0
         for manifest_path in manifests:
             try:
-                manifest = json.loads(manifest_path.read_text())
-            except (OSError, json.JSONDecodeError):
+                manifest: dict[str, Any] | None = read_json_object(manifest_path, "manifest")
+            except CheckpointError:
                 manifest = None
             if manifest is not None and kept < self.keep_checkpoints:
                 kept += 1

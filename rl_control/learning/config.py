@@ -7,6 +7,8 @@ Presets and their sources (see ``docs/learning.md``):
 - ``redq`` - Randomized Ensembled Double Q-learning, Chen et al. 2021 (N=10, M=2, UTD=20).
 - ``droq`` - Dropout Q-functions, Hiraoka et al. 2021 (N=2, dropout 0.01 + LayerNorm, UTD=20).
 - ``rlpd`` - RL with Prior Data, Ball et al. 2023 (REDQ-style ensemble + LayerNorm + 50/50 demo sampling).
+- ``crossq`` - CrossQ, Bhatt et al. 2024 (batch-renormalized networks, joint (s, a)/(s', a') forward
+  pass, no target networks, UTD 1, wider critics).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rl_control.config.errors import FieldError
+from rl_control.config.validation import bounds_problem
 
-PRESET_NAMES: tuple[str, ...] = ("sac", "td3", "redq", "droq", "rlpd")
+PRESET_NAMES: tuple[str, ...] = ("sac", "td3", "redq", "droq", "rlpd", "crossq")
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
@@ -28,7 +31,11 @@ class AgentConfig:
     """Hyper-parameters of the off-policy learner (``learner_node.agent`` in experiment configs)."""
 
     algorithm: str = field(
-        default="sac", metadata={"help": "actor-critic algorithm", "choices": ["sac", "td3"]}
+        default="sac",
+        metadata={
+            "help": "update rule: sac, td3, or crossq (SAC without target networks, batch-renormalized)",
+            "choices": ["sac", "td3", "crossq"],
+        },
     )
     num_critics: int = field(
         default=2, metadata={"help": "critic ensemble size N (vectorized)", "min": 1, "max": 64}
@@ -64,6 +71,14 @@ class AgentConfig:
         default_factory=lambda: [256, 256],
         metadata={"help": "hidden layer widths of actor and critic MLPs", "min": 1, "max": 8192},
     )
+    critic_hidden_sizes: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "critic hidden layer widths; empty: the same as hidden_sizes",
+            "min": 1,
+            "max": 8192,
+        },
+    )
     critic_layer_norm: bool = field(
         default=False, metadata={"help": "LayerNorm after each critic hidden layer"}
     )
@@ -79,6 +94,10 @@ class AgentConfig:
     )
     temperature_lr: float = field(
         default=3e-4, metadata={"help": "SAC entropy temperature Adam learning rate", "min": 0.0, "max": 1.0}
+    )
+    adam_beta1: float = field(
+        default=0.9,
+        metadata={"help": "Adam first-moment decay of actor and critic optimizers", "min": 0.0, "max": 0.999},
     )
     init_temperature: float = field(
         default=1.0, metadata={"help": "SAC initial entropy temperature alpha", "min": 1e-8, "max": 1e4}
@@ -137,13 +156,29 @@ class AgentConfig:
     normalize_observations: bool = field(
         default=False, metadata={"help": "running mean/std observation normalization (baked into ONNX)"}
     )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "update matmul precision: auto (bf16 on CUDA or AMX CPUs, else fp32), fp32, bf16",
+            "choices": ["auto", "fp32", "bf16"],
+        },
+    )
+    compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the critic loss (forward and backward fused by inductor; needs a C++ "
+            "compiler on CPU): 1.6x for CrossQ on 2 CPU cores, slower for dropout critics; compiles first"
+        },
+    )
     device: str = field(
         default="auto", metadata={"help": "torch device: auto (cuda if available), cpu, cuda[:i]"}
     )
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
-            _check_bounds(spec, getattr(self, spec.name))
+            problem = bounds_problem(spec.metadata, getattr(self, spec.name))
+            if problem is not None:
+                raise FieldError(spec.name, problem)
         if self.num_target_critics > self.num_critics:
             raise FieldError(
                 "num_target_critics",
@@ -165,20 +200,6 @@ class AgentConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
         _reject_unknown(values)
         return cls(**values)
-
-
-def _check_bounds(spec: dataclasses.Field, value: Any) -> None:
-    meta = spec.metadata
-    values = value if isinstance(value, list) else [value]
-    for item in values:
-        if "choices" in meta and item not in meta["choices"]:
-            raise FieldError(spec.name, f"{item!r} is not one of {meta['choices']}")
-        if isinstance(item, bool) or not isinstance(item, int | float):
-            continue
-        if "min" in meta and item < meta["min"]:
-            raise FieldError(spec.name, f"{item} is below the minimum {meta['min']}")
-        if "max" in meta and item > meta["max"]:
-            raise FieldError(spec.name, f"{item} is above the maximum {meta['max']}")
 
 
 def _reject_unknown(values: dict[str, Any]) -> None:
@@ -223,6 +244,20 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "utd_ratio": 20,
         "critic_layer_norm": True,
         "demo_fraction": 0.5,
+    },
+    # Bhatt et al. 2024: batch renormalization instead of target networks, UTD 1, actor every 3rd step,
+    # Adam lr 1e-3 with beta1 0.5. Critics 512 wide (the paper: 2048), chosen by `rl-control bench
+    # learner` on 2 CPU cores: see docs/learning.md.
+    "crossq": {
+        "algorithm": "crossq",
+        "num_critics": 2,
+        "num_target_critics": 2,
+        "utd_ratio": 1,
+        "actor_delay": 3,
+        "actor_lr": 1e-3,
+        "critic_lr": 1e-3,
+        "adam_beta1": 0.5,
+        "critic_hidden_sizes": [512, 512],
     },
 }
 

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import collections
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from rl_control.learning.checkpoint import RunDirectory
 from rl_control.learning.config import AgentConfig, preset_config
 from rl_control.learning.learner import Learner
-from rl_control.learning.replay import TransitionBatch
+from rl_control.results import (
+    LEARNING_CURVE_FILE,
+    TAG_EPISODE_RETURN,
+    TAG_EVAL_RETURN,
+    TAG_TRAIN_PREFIX,
+    TENSORBOARD_DIR,
+    plot_learning_curve,
+)
+from rl_control.transitions import EpisodeTracker, TransitionBatch
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +36,78 @@ EnvFactory = Callable[[], gym.Env]
 POLICY_FILE = "policy.onnx"
 STOCHASTIC_POLICY_FILE = "policy_stochastic.onnx"
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds seed + 1e6 + i, apart from training resets
+LOG_EVERY_S = 10.0  # period of the plain progress lines when the console is not a terminal
+ETA_WINDOW_S = 60.0  # the ETA uses the step rate over this much recent wall time
+
+
+class EtaEstimator:
+    """Time left from the recent step rate, once learning has started.
+
+    Steps before ``learning_starts`` take random actions and no gradient updates, so they run many times
+    faster than the rest: their rate says nothing about the time left and is not used. The rate is taken
+    over the last :data:`ETA_WINDOW_S` seconds, which spans the periodic evaluations.
+    """
+
+    def __init__(self, total_steps: int, learning_starts: int, clock: Callable[[], float] = time.monotonic):
+        self.total_steps = total_steps
+        self.learning_starts = learning_starts
+        self._clock = clock
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def update(self, step: int) -> None:
+        """Record that ``step`` env steps are done now."""
+        if step <= self.learning_starts:
+            return
+        now = self._clock()
+        self._samples.append((now, step))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= ETA_WINDOW_S:
+            self._samples.popleft()
+
+    def seconds_left(self) -> float | None:
+        """Estimated seconds to ``total_steps``, or None while there is no learning-phase rate yet."""
+        if len(self._samples) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._samples[0], self._samples[-1]
+        if t1 <= t0 or s1 <= s0:
+            return None
+        return (self.total_steps - s1) * (t1 - t0) / (s1 - s0)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1:02:03`` / ``4:05``, or ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM while training; the loop stops at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Catch SIGINT and SIGTERM (main thread only) for the duration; a second signal acts as usual."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request(signum: int, _frame: Any) -> None:
+            self.signal = signum
+            for sig, handler in previous.items():  # a second Ctrl-C interrupts at once
+                signal.signal(sig, handler)
+
+        for sig in previous:
+            signal.signal(sig, request)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class ActionScaler:
@@ -49,14 +133,14 @@ def space_dims(env: gym.Env) -> tuple[int, int]:
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ValueError(f"need a flat Box observation space, got {obs_space}")
-    ActionScaler(act_space)
-    return obs_space.shape[0], act_space.shape[0]
+    scaler = ActionScaler(act_space)
+    return obs_space.shape[0], scaler.low.shape[0]
 
 
 def make_env_factory(env_id: str, **kwargs: Any) -> EnvFactory:
-    """Factory for a registered id; ``rl_control/...`` ids are registered by importing ``rl_control.envs``."""
+    """Factory for a registered id (``rl_control/...`` ids: registered by ``rl_control.envs.gym_env``)."""
     if env_id.startswith("rl_control/"):
-        import rl_control.envs  # noqa: F401 - registers the ids
+        import rl_control.envs.gym_env  # noqa: F401 - registers the ids
 
     return lambda: gym.make(env_id, **kwargs)
 
@@ -125,19 +209,31 @@ def train_gym(
 
     Evaluates the deterministic policy every ``eval_every`` steps over ``eval_episodes`` episodes (and
     stops early once the mean reaches ``stop_at_return``, if given), checkpoints every
-    ``checkpoint_every`` steps and at the end, logs to TensorBoard in ``run_dir/tb`` and exports
-    ``policy.onnx`` (deterministic) and ``policy_stochastic.onnx``. Returns a summary dict.
+    ``checkpoint_every`` steps and at the end, logs to TensorBoard in ``run_dir/tensorboard/train`` (the
+    tags of :mod:`rl_control.results`, x-axis env steps), exports ``policy.onnx`` (deterministic) and
+    ``policy_stochastic.onnx`` and draws ``learning_curve.png``. Returns a summary dict.
+
+    SIGINT/SIGTERM stop training at the next step: the checkpoint is written (and the policy exported), the
+    summary has ``interrupted`` set to the signal number, and calling again with the same ``run_dir``
+    resumes. ``steps`` at or below the agent's ``learning_starts`` is refused (the policy would be
+    untrained). With ``progress`` a live bar is shown on a terminal, and plain log lines every
+    :data:`LOG_EVERY_S` seconds otherwise.
     """
     if steps < 1 or eval_every < 1 or eval_episodes < 1:
         raise ValueError("steps, eval_every and eval_episodes must be positive")
+    agent_config = config or preset_config(preset, **(overrides or {}))
+    if steps <= agent_config.learning_starts:
+        raise ValueError(
+            f"--steps {steps} ends before learning starts (learning_starts {agent_config.learning_starts}): "
+            "the policy would be untrained; give more steps or a smaller learning_starts"
+        )
     factory = env_factory or make_env_factory(env_id)
     env = factory()
     eval_envs = [factory() for _ in range(eval_episodes)]
     try:
         obs_dim, act_dim = space_dims(env)
         scaler = ActionScaler(env.action_space)
-        agent_config = config or preset_config(preset, **(overrides or {}))
-        metadata = {"preset": preset, "env_id": env_id}
+        metadata = {"preset": preset, "env_id": env_id, **_contract_metadata(env)}
         learner = Learner.create_or_resume(
             Path(run_dir), obs_dim, act_dim, agent_config, metadata=metadata, seed=seed, resume=resume
         )
@@ -145,7 +241,25 @@ def train_gym(
             learner.add_demonstrations(Path(demo_file))
         writer = _summary_writer(Path(run_dir)) if tensorboard else None
         loop = _TrainingLoop(learner, env, eval_envs, scaler, seed, writer)
-        summary = loop.run(steps, eval_every, checkpoint_every, stop_at_return, progress, console)
+        with StopRequest().installed() as stop:
+            summary = loop.run(steps, eval_every, checkpoint_every, stop_at_return, progress, console, stop)
+        summary["interrupted"] = stop.signal
+        curve = plot_learning_curve(
+            Path(run_dir) / LEARNING_CURVE_FILE,
+            loop.episode_points,
+            loop.evaluations,
+            title=f"{env_id} ({preset})",
+            success_threshold=stop_at_return,
+        )
+        summary["learning_curve"] = str(curve)
+        if stop.signal is not None:
+            log.warning(
+                "interrupted (signal %d) at env step %d of %d: saving the checkpoint; run the same command "
+                "again to resume",
+                stop.signal,
+                learner.env_steps,
+                steps,
+            )
         if export:
             learner.export_onnx(Path(run_dir) / POLICY_FILE, stochastic=False)
             learner.export_onnx(Path(run_dir) / STOCHASTIC_POLICY_FILE, stochastic=True)
@@ -159,10 +273,18 @@ def train_gym(
             each.close()
 
 
+def _contract_metadata(env: gym.Env) -> dict[str, str]:
+    """The policy contract of an ``rl_control/*`` env (task, joints, randomization); ``{}`` for others."""
+    from rl_control.envs.gym_env import RobotTaskEnv
+
+    unwrapped = env.unwrapped
+    return unwrapped.policy_contract().to_metadata() if isinstance(unwrapped, RobotTaskEnv) else {}
+
+
 def _summary_writer(run_dir: Path):
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(run_dir / "tb"))
+    return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR / "train"))
 
 
 class _TrainingLoop:
@@ -184,6 +306,7 @@ class _TrainingLoop:
         self.seed = seed
         self.writer = writer
         self.evaluations: list[tuple[int, float]] = []
+        self.episode_points: list[tuple[int, float]] = []  # (env steps at the episode's end, return)
 
     def evaluate(self) -> float:
         learner = self.learner
@@ -195,7 +318,7 @@ class _TrainingLoop:
         mean = float(np.mean(returns))
         self.evaluations.append((learner.env_steps, mean))
         if self.writer is not None:
-            self.writer.add_scalar("eval/mean_return", mean, learner.env_steps)
+            self.writer.add_scalar(TAG_EVAL_RETURN, mean, learner.env_steps)
         return mean
 
     def run(
@@ -206,26 +329,32 @@ class _TrainingLoop:
         stop_at_return: float | None,
         show_progress: bool,
         console: Console | None,
+        stop: StopRequest,
     ) -> dict[str, Any]:
         learner = self.learner
         start_time = time.perf_counter()
         threshold_step: int | None = None
+        episodes = EpisodeTracker()
         episode_returns: list[float] = []
         obs, _ = self.env.reset(seed=self.seed)
-        episode_return = 0.0
+        console = console or Console(stderr=True)
+        live = show_progress and console.is_terminal
+        plain_lines = show_progress and not live
         progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=console or Console(stderr=True),
-            disable=not show_progress,
+            TextColumn("ETA {task.fields[eta]}"),
+            console=console,
+            disable=not live,
         )
+        eta = EtaEstimator(steps, learner.config.learning_starts)
         updates_at_start, window_start = learner.num_updates, time.perf_counter()
+        next_line = time.monotonic() + LOG_EVERY_S
         with progress:
-            task = progress.add_task("train", total=steps, completed=learner.env_steps, info="")
-            while learner.env_steps < steps:
+            task = progress.add_task("train", total=steps, completed=learner.env_steps, info="", eta="-")
+            while learner.env_steps < steps and stop.signal is None:
                 action = learner.act(obs, deterministic=False)
                 next_obs, reward, terminated, truncated, _ = self.env.step(self.scaler.to_env(action))
                 learner.add_transitions(
@@ -239,18 +368,17 @@ class _TrainingLoop:
                     )
                 )
                 metrics = learner.train(1)
-                episode_return += float(reward)
                 obs = next_obs
-                if terminated or truncated:
-                    episode_returns.append(episode_return)
+                if episodes.add(float(reward), terminated or truncated):
+                    episode_returns.append(episodes.last_return)
+                    self.episode_points.append((learner.env_steps, episodes.last_return))
                     if self.writer is not None:
-                        self.writer.add_scalar("train/episode_return", episode_return, learner.env_steps)
+                        self.writer.add_scalar(TAG_EPISODE_RETURN, episodes.last_return, learner.env_steps)
                     obs, _ = self.env.reset()
-                    episode_return = 0.0
                 step = learner.env_steps
                 if self.writer is not None and metrics and step % 100 == 0:
                     for name, value in metrics.items():
-                        self.writer.add_scalar(f"train/{name}", value, step)
+                        self.writer.add_scalar(f"{TAG_TRAIN_PREFIX}{name}", value, step)
                 if step % eval_every == 0:
                     mean = self.evaluate()
                     if stop_at_return is not None and mean >= stop_at_return and threshold_step is None:
@@ -259,12 +387,19 @@ class _TrainingLoop:
                 if step % checkpoint_every == 0:
                     learner.save_checkpoint()
                 if step % 50 == 0 or step == steps:
+                    eta.update(step)
                     elapsed = max(time.perf_counter() - window_start, 1e-9)
                     rate = (learner.num_updates - updates_at_start) / elapsed
                     last = f"{episode_returns[-1]:.1f}" if episode_returns else "-"
                     evaluated = f"{self.evaluations[-1][1]:.1f}" if self.evaluations else "-"
                     info = f"return {last}  eval {evaluated}  {rate:.0f} updates/s"
-                    progress.update(task, completed=step, info=info)
+                    left = format_duration(eta.seconds_left())
+                    progress.update(task, completed=step, info=info, eta=left)
+                    if plain_lines and (time.monotonic() >= next_line or step == steps):
+                        next_line = time.monotonic() + LOG_EVERY_S
+                        log.info(
+                            "step %d/%d (%.0f%%)  %s  ETA %s", step, steps, 100 * step / steps, info, left
+                        )
         return {
             "run_dir": str(learner.run.root),
             "env_steps": learner.env_steps,

@@ -1,79 +1,24 @@
-"""Transition batches, the preallocated ring replay buffer and the demonstration file format.
+"""The preallocated ring replay buffer and the demonstration file format.
 
 Demonstration files are ``.npz`` archives (loaded with ``allow_pickle=False``) holding float32-compatible
 arrays ``obs [T, obs_dim]``, ``action [T, act_dim]`` (normalized to [-1, 1]), ``reward [T]``,
-``next_obs [T, obs_dim]``, ``terminated [T]`` and ``truncated [T]`` (0/1 or bool). Rows are in stream
-order; an episode ends at a row whose ``terminated`` or ``truncated`` is set.
+``next_obs [T, obs_dim]``, ``terminated [T]`` and ``truncated [T]`` (0/1 or bool), optionally
+``intervention [T]`` (0/1: rows whose action a human chose). Rows are in stream order; an episode ends at
+a row whose ``terminated`` or ``truncated`` is set. They are
+:meth:`rl_control.transitions.TransitionBatch.to_npz` files.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-FIELDS: tuple[str, ...] = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+from rl_control.transitions import FIELDS, TransitionBatch, ValidBatch, validate
 
 
 class DemonstrationError(ValueError):
     """A demonstration file is missing fields or has shapes/dtypes that do not fit the task."""
-
-
-@dataclass
-class TransitionBatch:
-    """``B`` transitions in stream order (float32; ``reward``, ``terminated``, ``truncated`` are [B])."""
-
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    next_obs: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-
-    def __len__(self) -> int:
-        return int(np.shape(self.reward)[0])
-
-    def validated(self, obs_dim: int, act_dim: int, source: str = "transition batch") -> TransitionBatch:
-        """A float32 copy after checking shapes and finiteness; ``ValueError`` names the problem."""
-        expected = {
-            "obs": (obs_dim,),
-            "action": (act_dim,),
-            "reward": (),
-            "next_obs": (obs_dim,),
-            "terminated": (),
-            "truncated": (),
-        }
-        arrays: dict[str, np.ndarray] = {}
-        rows: int | None = None
-        for name, tail in expected.items():
-            raw = np.asarray(getattr(self, name))
-            if raw.dtype.kind not in "biuf":
-                raise ValueError(f"{source}: field {name!r} has non-numeric dtype {raw.dtype}")
-            array = np.ascontiguousarray(raw, dtype=np.float32)
-            if array.ndim != 1 + len(tail) or array.shape[1:] != tail:
-                expected_shape = ", ".join(["B", *map(str, tail)])
-                raise ValueError(
-                    f"{source}: field {name!r} has shape {tuple(array.shape)}, expected ({expected_shape})"
-                )
-            if rows is None:
-                rows = array.shape[0]
-            elif array.shape[0] != rows:
-                raise ValueError(f"{source}: field {name!r} has {array.shape[0]} rows, 'obs' has {rows}")
-            finite = np.isfinite(array).reshape(rows, -1).all(axis=1)
-            if not finite.all():
-                bad = np.flatnonzero(~finite)
-                raise ValueError(
-                    f"{source}: field {name!r} has non-finite values in row(s) {bad[:10].tolist()}"
-                    f"{' ...' if bad.size > 10 else ''}; the batch was rejected"
-                )
-            arrays[name] = array
-        if np.abs(arrays["action"]).max(initial=0.0) > 1.0 + 1e-6:
-            raise ValueError(f"{source}: field 'action' has values outside the normalized range [-1, 1]")
-        for flag in ("terminated", "truncated"):
-            if not np.isin(arrays[flag], (0.0, 1.0)).all():
-                raise ValueError(f"{source}: field {flag!r} must hold only 0/1 values")
-        return TransitionBatch(**arrays)
 
 
 class ReplayBuffer:
@@ -93,6 +38,7 @@ class ReplayBuffer:
         self.next_obs = np.zeros((capacity, obs_dim), np.float32)
         self.terminated = np.zeros(capacity, np.float32)
         self.truncated = np.zeros(capacity, np.float32)
+        self.intervention = np.zeros(capacity, np.float32)
         self.total_added = 0
 
     def __len__(self) -> int:
@@ -107,7 +53,7 @@ class ReplayBuffer:
         rows = len(batch)
         if rows > self.capacity:  # only the newest ``capacity`` rows survive
             skip = rows - self.capacity
-            batch = TransitionBatch(*(getattr(batch, name)[skip:] for name in FIELDS))
+            batch = batch.select(slice(skip, None))
             start, rows = start + skip, self.capacity
         slots = (start + np.arange(rows)) % self.capacity
         for name in FIELDS:
@@ -119,7 +65,7 @@ class ReplayBuffer:
         if start < self.total_added - self.capacity or end > self.total_added or start > end:
             raise IndexError(f"rows [{start}, {end}) not held (buffer holds up to {self.total_added})")
         slots = np.arange(start, end) % self.capacity
-        return TransitionBatch(*(getattr(self, name)[slots].copy() for name in FIELDS))
+        return TransitionBatch(**{name: getattr(self, name)[slots].copy() for name in FIELDS})
 
     def sample_indices(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         """Uniform slot indices over the stored transitions."""
@@ -159,7 +105,7 @@ class ReplayBuffer:
         return out
 
 
-def load_demonstrations(path: Path, obs_dim: int, act_dim: int) -> TransitionBatch:
+def load_demonstrations(path: Path, obs_dim: int, act_dim: int) -> ValidBatch:
     """Load and validate a demonstration ``.npz`` (format in the module docstring).
 
     The last row is marked truncated if it does not end an episode, so n-step returns never run
@@ -169,28 +115,13 @@ def load_demonstrations(path: Path, obs_dim: int, act_dim: int) -> TransitionBat
     if not path.is_file():
         raise DemonstrationError(f"{path}: demonstration file not found")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [name for name in FIELDS if name not in archive.files]
-            if missing:
-                raise DemonstrationError(
-                    f"{path}: missing array(s) {missing}; a demonstration file needs {list(FIELDS)}"
-                )
-            raw = {name: archive[name] for name in FIELDS}
-    except DemonstrationError:
-        raise
-    except Exception as error:  # zip/format errors, pickled object arrays
-        raise DemonstrationError(f"{path}: not a readable npz demonstration file ({error})") from error
-    try:
-        batch = TransitionBatch(**raw).validated(obs_dim, act_dim, source=str(path))
+        batch, dropped = validate(TransitionBatch.from_npz(path), obs_dim, act_dim, source=str(path))
     except ValueError as error:
         raise DemonstrationError(f"{error} (task: obs_dim={obs_dim}, act_dim={act_dim})") from error
+    if dropped.count:
+        raise DemonstrationError(f"{dropped.describe(str(path))}; a demonstration file must be clean")
     if len(batch) == 0:
         raise DemonstrationError(f"{path}: holds no transitions")
     if batch.terminated[-1] == 0 and batch.truncated[-1] == 0:
         batch.truncated[-1] = 1.0
     return batch
-
-
-def save_demonstrations(path: Path, batch: TransitionBatch) -> None:
-    """Write ``batch`` in the demonstration format (uncompressed npz)."""
-    np.savez(Path(path), **{name: np.asarray(getattr(batch, name), np.float32) for name in FIELDS})

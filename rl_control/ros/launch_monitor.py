@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -22,6 +23,8 @@ from rich.live import Live
 from rich.table import Table
 
 from rl_control.config import ExperimentConfig
+from rl_control.results import LEARNING_CURVE_FILE, TAG_EVAL_RETURN, TENSORBOARD_DIR, plot_learning_curve
+from rl_control.transitions import EpisodeTracker
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +33,15 @@ FINAL_EVAL_EPISODES = 10
 MIN_EVAL_PERIOD_S = 10.0
 
 
-def evaluate_onnx(policy, task: str, episodes: int, seed: int = 1000) -> list[float]:
-    """Deterministic returns of an :class:`~rl_control.learning.OnnxPolicy` on ``task`` in simulation."""
+def evaluate_onnx(
+    policy, task: str, episodes: int, seed: int = 1000, control_rate_hz: float | None = None
+) -> list[float]:
+    """Deterministic returns of an :class:`~rl_control.learning.OnnxPolicy` on ``task`` in simulation
+    (at ``control_rate_hz``, the experiment's, when given)."""
     from rl_control.envs import RobotTaskEnv
     from rl_control.learning import evaluate_policy
 
-    env = RobotTaskEnv(task)
+    env = RobotTaskEnv(task, control_rate_hz=control_rate_hz)
     try:
         return evaluate_policy(env, lambda obs: policy(obs), episodes=episodes, seed=seed)
     finally:
@@ -44,31 +50,44 @@ def evaluate_onnx(policy, task: str, episodes: int, seed: int = 1000) -> list[fl
 
 def _short(value: str | None) -> str:
     """A diagnostics value (a string) with numbers shown to one decimal."""
+    if value is None:
+        return "-"
     try:
         return f"{float(value):.1f}"
-    except (TypeError, ValueError):
+    except ValueError:
         return value or "-"
 
 
 class TrainingMonitor:
     """Progress display and success detection for a launched graph."""
 
-    def __init__(self, config: ExperimentConfig, *, graph: str, live: bool = True) -> None:
+    def __init__(
+        self, config: ExperimentConfig, *, graph: str, live: bool = True, namespace: str = "/"
+    ) -> None:
         from rl_control.envs import make_task
+        from rl_control.graph import get_graph
 
         self.config = config
         self.graph = graph
-        self.task = make_task(config.shared.task)
+        self.namespace = namespace  # the learner's: the monitor listens to its topics
+        #: a graph without a learner (deploy): the display shows the actor's episodes and returns
+        self.training = any(node.name == "learner_node" for node in get_graph(graph).nodes)
+        self.task = make_task(config.shared.task, control_rate_hz=config.shared.control_rate_hz)
         self.console = Console(stderr=True)
         self.live_enabled = live and self.console.is_terminal
         self.succeeded = False
         self._lock = threading.Lock()
         self._returns: list[float] = []
-        self._episode_return = 0.0
+        #: over the transitions each actor publishes (one tracker per publisher: several robots interleave)
+        self._episodes: dict[str, EpisodeTracker] = {}
         self._transitions = 0
         self._progress = (0, 0, 0)  # env_steps, updates, policy_version
+        self._interventions = 0  # transitions the learner stored whose action a human chose
         self._rate_window: collections.deque[tuple[float, int]] = collections.deque(maxlen=20)
         self._eval: tuple[int, float] | None = None
+        self._episode_points: list[tuple[int, float]] = []  # (transitions seen at the episode's end, return)
+        self._evaluations: list[tuple[int, float]] = []  # (learner env steps, deterministic mean return)
+        self._writer: Any = None  # TensorBoard writer of the evaluations (training graphs)
         self._actor: dict[str, str] = {}  # the actor's latest /diagnostics values (any graph)
         self._pending_policy: tuple[int, bytes] | None = None
         self._policy_event = threading.Event()
@@ -76,12 +95,23 @@ class TrainingMonitor:
         self._started = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._live: Live | None = None
-        self._context = None
+        self._context: Any = None  # rclpy.Context while the monitor runs
+
+    def evaluate(self, policy, episodes: int) -> list[float]:
+        """Deterministic returns of ``policy`` on the experiment's task at the experiment's control rate."""
+        shared = self.config.shared
+        return evaluate_onnx(policy, shared.task, episodes, control_rate_hz=shared.control_rate_hz)
 
     # -- node output -------------------------------------------------------------------------------
+
     def node_output(self, node: str, line: str) -> None:
         """Print one line of a node's output with its name as prefix."""
-        colour = {"sim_node": "cyan", "actor_node": "green", "learner_node": "magenta"}.get(node, "white")
+        colour = {
+            "sim_node": "cyan",
+            "driver_node": "cyan",
+            "actor_node": "green",
+            "learner_node": "magenta",
+        }.get(node.rsplit("/", 1)[-1], "white")
         self.console.print(
             f"[{colour}]\\[{node}][/{colour}] {line}", highlight=False, markup=True, soft_wrap=True
         )
@@ -97,7 +127,7 @@ class TrainingMonitor:
 
         self._context = rclpy.Context()
         self._context.init()
-        node = rclpy.create_node("rl_control_launcher", context=self._context)
+        node = rclpy.create_node("rl_control_launcher", namespace=self.namespace, context=self._context)
         node.create_subscription(
             messages.Float64MultiArray,
             messages.TRANSITIONS_TOPIC,
@@ -118,6 +148,11 @@ class TrainingMonitor:
         )
         executor = SingleThreadedExecutor(context=self._context)
         executor.add_node(node)
+        if self.training:
+            from torch.utils.tensorboard import SummaryWriter
+
+            log_dir = Path(self.config.shared.run_dir) / TENSORBOARD_DIR / "monitor"
+            self._writer = SummaryWriter(log_dir=str(log_dir), flush_secs=10)
 
         def spin() -> None:
             while not self._stop.is_set() and self._context.ok():
@@ -146,25 +181,25 @@ class TrainingMonitor:
             self._live.stop()
         if self._context is not None and self._context.ok():
             self._context.shutdown()
+        if self._writer is not None:
+            self._writer.close()
         self.console.print(self._table())
 
-    def _on_transitions(self, msg) -> None:
-        from rl_control.ros.messages import decode_transitions
+    def _on_transitions(self, msg, info) -> None:
+        from rl_control.ros.messages import transitions_from_message
 
         try:
-            _, batch = decode_transitions(msg, self.task.observation_dim, self.task.action_dim)
+            _, batch = transitions_from_message(msg, self.task.observation_dim, self.task.action_dim)
         except ValueError as exc:
             log.warning("%s", exc)
             return
         with self._lock:
             self._transitions += len(batch.reward)
-            for reward, terminated, truncated in zip(
-                batch.reward, batch.terminated, batch.truncated, strict=True
-            ):
-                self._episode_return += float(reward)
-                if terminated or truncated:
-                    self._returns.append(self._episode_return)
-                    self._episode_return = 0.0
+            gid = info.get("publisher_gid")
+            publisher = bytes(gid["data"]).hex() if gid else ""
+            finished = self._episodes.setdefault(publisher, EpisodeTracker()).add_batch(batch)
+            self._returns.extend(finished)
+            self._episode_points.extend((self._transitions, episode_return) for episode_return in finished)
 
     def _on_progress(self, msg) -> None:
         from rl_control.ros.messages import decode_progress
@@ -176,11 +211,12 @@ class TrainingMonitor:
             return
         with self._lock:
             self._progress = (progress.env_steps, progress.updates, progress.policy_version)
+            self._interventions = progress.intervention_transitions
             self._rate_window.append((time.monotonic(), progress.updates))
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name.split(":")[0] == "actor_node":
+            if status.name.split(":")[0].rsplit("/", 1)[-1] == "actor_node":
                 with self._lock:
                     self._actor = {kv.key: kv.value for kv in status.values} | {"message": status.message}
 
@@ -217,13 +253,17 @@ class TrainingMonitor:
             version, data = pending
             last_eval = time.monotonic()
             try:
-                returns = evaluate_onnx(OnnxPolicy.from_bytes(data), self.config.shared.task, EVAL_EPISODES)
+                returns = self.evaluate(OnnxPolicy.from_bytes(data), EVAL_EPISODES)
             except Exception as exc:  # a bad policy must not stop the monitor
                 log.warning("could not evaluate policy v%d: %s", version, exc)
                 continue
             mean_return = float(np.mean(returns))
             with self._lock:
                 self._eval = (version, mean_return)
+                env_steps = self._progress[0]
+                self._evaluations.append((env_steps, mean_return))
+            if self._writer is not None:
+                self._writer.add_scalar(TAG_EVAL_RETURN, mean_return, env_steps)
             if mean_return >= self.task.success_threshold:
                 self.succeeded = True
             if not self.live_enabled:
@@ -245,6 +285,8 @@ class TrainingMonitor:
             env_steps, updates, version = self._progress
             returns = self._returns[-20:]
             evaluation = self._eval
+            if not self.training:
+                return self._deploy_table()
             rows = [
                 ("graph", f"{self.graph} / {self.task.name}"),
                 ("elapsed", f"{time.monotonic() - self._started:.0f} s"),
@@ -254,6 +296,7 @@ class TrainingMonitor:
                 ("mean return (last 20)", f"{np.mean(returns):.1f}" if returns else "-"),
                 ("updates", f"{updates}  ({self._updates_per_s():.0f}/s)"),
                 ("policy version", str(version)),
+                ("intervention transitions", str(self._interventions)),
                 ("deterministic eval", f"v{evaluation[0]}: {evaluation[1]:.1f}" if evaluation else "-"),
                 ("success threshold", f"{self.task.success_threshold:.1f}"),
             ]
@@ -275,11 +318,41 @@ class TrainingMonitor:
             table.add_row(name, value)
         return table
 
+    def _deploy_table(self) -> Table:
+        """Deploy graphs (no learner): the actor's episodes and returns, from its diagnostics."""
+        actor = self._actor
+        rows = [
+            ("graph", f"{self.graph} / {self.task.name}"),
+            ("elapsed", f"{time.monotonic() - self._started:.0f} s"),
+            ("actor", actor.get("message", "waiting for the actor's diagnostics")),
+            ("episodes", actor.get("episodes", "-")),
+            ("last return", _short(actor.get("last_episode_return"))),
+            (
+                "actor rate / target",
+                f"{_short(actor.get('rate_hz'))} / {_short(actor.get('target_rate_hz'))} Hz",
+            ),
+            ("success threshold", f"{self.task.success_threshold:.1f}"),
+        ]
+        table = Table(title="rl_control (deploy)", show_header=False, min_width=50)
+        for name, value in rows:
+            table.add_row(name, value)
+        return table
+
     def _display(self) -> None:
         last_line = 0.0
         while not self._stop.wait(0.5):
             if self._live is not None:
                 self._live.update(self._table())
+            elif time.monotonic() - last_line > 15.0 and not self.training:
+                last_line = time.monotonic()
+                with self._lock:
+                    actor = dict(self._actor)
+                log.info(
+                    "actor episodes %s, last return %s, rate %s Hz",
+                    actor.get("episodes", "-"),
+                    _short(actor.get("last_episode_return")),
+                    _short(actor.get("rate_hz")),
+                )
             elif time.monotonic() - last_line > 15.0:
                 last_line = time.monotonic()
                 with self._lock:
@@ -313,12 +386,13 @@ class TrainingMonitor:
                 "learner_env_steps": self._progress[0],
                 "updates": self._progress[1],
                 "policy_version": self._progress[2],
+                "intervention_transitions": self._interventions,
                 "success_threshold": self.task.success_threshold,
             }
         status = 0
         try:
             path = export_run(run_dir)
-            returns = evaluate_onnx(OnnxPolicy.from_file(path), self.config.shared.task, FINAL_EVAL_EPISODES)
+            returns = self.evaluate(OnnxPolicy.from_file(path), FINAL_EVAL_EPISODES)
         except Exception as exc:  # reported; the exit status says it failed
             self.console.print(f"[red]export or evaluation of {run_dir} failed: {exc}[/red]")
             summary["error"] = str(exc)
@@ -340,5 +414,15 @@ class TrainingMonitor:
                 f"deploy it: rl-control launch CONFIG --graph deploy --sim-mode realtime --policy {path}"
             )
         run_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            episodes, evaluations = list(self._episode_points), list(self._evaluations)
+        curve = plot_learning_curve(
+            run_dir / LEARNING_CURVE_FILE,
+            episodes,
+            evaluations,
+            title=f"{self.task.name} ({self.config.learner_node.preset}, ROS graph)",
+            success_threshold=self.task.success_threshold,
+        )
+        summary["learning_curve"] = str(curve)
         (run_dir / "launch_summary.json").write_text(json.dumps(summary, indent=2))
         return status

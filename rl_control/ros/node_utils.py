@@ -21,6 +21,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from rl_control.config.errors import ConfigError
 from rl_control.ros.messages import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC
+from rl_control.ros.node_parameters import SchemaParameters
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class DiagnosticsPublisher:
         self._timer = node.create_timer(period_s, self.publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def build(self) -> DiagnosticArray:
-        """Collect the current statuses into a message (name prefixed by the node name)."""
+        """Collect the current statuses into a message (names prefixed by the namespaced node name)."""
         collected = self._collect()
         named = [("", collected)] if isinstance(collected, Status) else list(collected)
         msg = DiagnosticArray()
@@ -74,7 +75,9 @@ class DiagnosticsPublisher:
         for suffix, status in named:
             entry = DiagnosticStatus()
             entry.level = _LEVEL_BYTES[status.level]
-            entry.name = f"{self._node.get_name()}{': ' + suffix if suffix else ''}"
+            # the node's name with its namespace (robot1/actor_node): robots of one graph stay apart
+            name = self._node.get_fully_qualified_name().lstrip("/")
+            entry.name = f"{name}{': ' + suffix if suffix else ''}"
             entry.message = status.message
             entry.hardware_id = self._hardware_id
             entry.values = [KeyValue(key=str(k), value=format_value(v)) for k, v in status.values.items()]
@@ -140,8 +143,9 @@ class ThrottledLog:
 class NodeApp(Protocol):
     """What a node's application object provides to :func:`run_node`."""
 
-    #: Set (to a message) by a worker thread that died; :func:`run_node` then exits with code 1.
-    fatal_error: str | None
+    @property
+    def fatal_error(self) -> str | None:
+        """Set (to a message) by a worker thread that died; :func:`run_node` then exits with code 1."""
 
     def shutdown(self) -> None:
         """Stop threads and persist state; called once, before the node is destroyed."""
@@ -154,13 +158,16 @@ def run_node(
     *,
     spin_timeout_s: float = 0.05,
     executor_factory: Callable[[], Executor] = SingleThreadedExecutor,
+    node_factory: Callable[..., Node] = Node,
 ) -> int:
     """Run one rl_control node until SIGINT/SIGTERM; returns the process exit code.
 
-    Creates the node with parameters declared from the overrides (``--params-file``), validates them with
-    :func:`rl_control.config.config_from_node`, builds the application with ``build_app(node, config)``,
-    spins (an executor from ``executor_factory``), and calls ``app.shutdown()`` on a signal. Config and
-    setup errors give exit code 2 with a clear message on stderr.
+    Creates the node, validates its parameter overrides (``--params-file``, ``-p``) with
+    :func:`rl_control.config.config_from_node`, declares every parameter of the node from the schema
+    (:class:`~rl_control.ros.node_parameters.SchemaParameters`), builds the application with
+    ``build_app(node, config)``, spins (an executor from ``executor_factory``; the node from
+    ``node_factory``, e.g. a lifecycle node), and calls ``app.shutdown()`` on a signal. Config and setup
+    errors give exit code 2 with a clear message on stderr.
     """
     from rl_control.config import config_from_node
 
@@ -186,9 +193,11 @@ def run_node(
     node: Node | None = None
     app: NodeApp | None = None
     try:
-        node = Node(node_name, automatically_declare_parameters_from_overrides=True)
+        node = node_factory(node_name)
         try:
-            config = config_from_node(node)
+            config = config_from_node(node, node_name, argv)  # its section, whatever its namespace or name
+            # declares every parameter with its descriptor
+            SchemaParameters(node, config, file=params_file, section=node_name)
             app = build_app(node, config)
         except (ConfigError, ValueError, OSError) as exc:  # OSError: e.g. run_dir exists and resume false
             print(f"{node_name}: configuration error: {exc}", file=sys.stderr, flush=True)

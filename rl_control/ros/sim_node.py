@@ -13,7 +13,11 @@ Modes (``sim_node.sim_mode``):
     subscriber gets a first state; act once per distinct ``header.stamp``.
 ``realtime``
     A pacing thread steps one control period per ``1 / (control_rate_hz * real_time_factor)`` wall seconds
-    against absolute deadlines; commands arrive asynchronously, like hardware.
+    against absolute deadlines; commands arrive asynchronously, like hardware. When no valid command
+    arrived for ``command_timeout_s`` (wall clock), the safe command is applied -- hold the measured
+    position (position interface) or zero effort -- as ros2_controllers' ``cmd_timeout`` does; so a dead
+    actor never leaves the robot driven by its last command. (In lockstep the simulation only advances on
+    commands, so a silent actor freezes simulated time instead; the timeout does not apply.)
 
 The simulated clock (``/clock`` and every header stamp) is monotonic across episodes: each step and each
 reset advances it by one control period.
@@ -48,6 +52,7 @@ from rl_control.ros.messages import (
     STATE_QOS,
     command_topic,
 )
+from rl_control.ros.node_parameters import on_parameter_change
 from rl_control.ros.node_utils import (
     OK,
     WARN,
@@ -96,7 +101,7 @@ class SimNode:
         sim_cfg = config.sim_node
         self._node = node
         self._log = node.get_logger()
-        self._task = make_task(shared.task)
+        self._task = make_task(shared.task, control_rate_hz=shared.control_rate_hz)
         self._sim = MujocoSimulator(
             self._task.robot,
             control_rate_hz=shared.control_rate_hz,
@@ -113,6 +118,9 @@ class SimNode:
         self._rng = reset_rng(shared.seed)
         self._lockstep = sim_cfg.sim_mode == "lockstep"
         self._real_time_factor = sim_cfg.real_time_factor
+        self._command_timeout_s = sim_cfg.command_timeout_s
+        self._last_command_at: float | None = None  # monotonic time of the last valid command
+        self._command_timeouts = 0
         self._publish_clock = sim_cfg.publish_clock
         self._period_ns = round(1e9 / shared.control_rate_hz)
         self._joint_names = tuple(self._sim.joint_names)
@@ -149,10 +157,15 @@ class SimNode:
             self._odom_pub = node.create_publisher(Odometry, ODOM_TOPIC, STATE_QOS)
         self._state = state
 
-        node.create_subscription(Float64MultiArray, self._command_topic, self._on_command, COMMAND_QOS)
+        commands = node.create_subscription(
+            Float64MultiArray, self._command_topic, self._on_command, COMMAND_QOS
+        )
+        self._command_topic = commands.topic_name  # resolved in the node's namespace, for messages
         node.create_service(Trigger, "~/reset", self._on_reset)
         node.create_service(SetBool, "~/pause", self._on_pause)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
+        on_parameter_change(node, "real_time_factor", self._set_real_time_factor)
+        on_parameter_change(node, "command_timeout_s", self._set_command_timeout)
         self._diagnostics = DiagnosticsPublisher(node, self._diagnostic_status, hardware_id=self._task.robot)
         self._stop = threading.Event()
         self._pacer: threading.Thread | None = None
@@ -195,9 +208,9 @@ class SimNode:
             raise
 
     def _pace_loop(self) -> None:
-        period_s = self._period_ns * 1e-9 / self._real_time_factor
         deadline = time.monotonic()
         while not self._stop.is_set():
+            period_s = self._period_ns * 1e-9 / self._real_time_factor  # tunable at run time
             deadline += period_s
             delay = deadline - time.monotonic()
             if delay > 0:
@@ -208,8 +221,35 @@ class SimNode:
             with self._lock:
                 if self._paused:
                     continue
+                self._apply_safe_command_if_timed_out_locked()
                 state = self._step_locked()
             self._publish(state)
+
+    def _apply_safe_command_if_timed_out_locked(self) -> None:
+        """Realtime mode: replace a command older than ``command_timeout_s`` by the safe command."""
+        if self._last_command_at is None or self._command_timeout_s <= 0:
+            return
+        age = time.monotonic() - self._last_command_at
+        if age < self._command_timeout_s:
+            return
+        if self._sim.command_interface == "position":
+            safe = np.asarray(self._state.position, dtype=np.float64)  # hold where the joints are
+        else:
+            safe = np.zeros(len(self._joint_names))
+        self._sim.apply_command(safe)
+        self._last_command_at = None
+        self._command_timeouts += 1
+        self._log.warning(
+            f"no command on {self._command_topic} for {age:.3f} s (command_timeout_s "
+            f"{self._command_timeout_s:g}): applied the safe command {safe.tolist()}"
+        )
+
+    def _set_real_time_factor(self, factor: float) -> None:
+        self._real_time_factor = factor
+
+    def _set_command_timeout(self, timeout_s: float) -> None:
+        with self._lock:
+            self._command_timeout_s = timeout_s
 
     # --- ROS interface ----------------------------------------------------------------------------
     def _on_command(self, msg: Float64MultiArray) -> None:
@@ -217,6 +257,7 @@ class SimNode:
         with self._lock:
             if command is not None:
                 self._sim.apply_command(command[self._command_index])
+                self._last_command_at = time.monotonic()
             if not self._lockstep:
                 return
             if self._paused:
@@ -243,6 +284,7 @@ class SimNode:
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._lock:
             state = self._reset_locked()
+            self._last_command_at = None  # the reset applied the hold / zero command itself
             episode = self._episodes
             info = dict(self._sim.randomization_info)
         self._publish(state)
@@ -335,6 +377,9 @@ class SimNode:
                 "step_compute_us": self._step_time_s * 1e6,
                 "rejected_commands": self._rejected,
                 "realtime_overruns": self._overruns,
+                "command_timeouts": self._command_timeouts,
+                "command_timeout_s": self._command_timeout_s,
+                "real_time_factor": self._real_time_factor,
             }
             values.update({f"randomization.{k}": v for k, v in self._sim.randomization_info.items()})
         level = WARN if self._rejected or self._overruns else OK

@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import JointState
 
+from rl_control.actor.core import ActorCore
+from rl_control.actor.pacing import DeadlineClock
+from rl_control.actor.policy_swap import PolicyRejectedError, check_policy
+from rl_control.actor.state_mapping import JointStateMapper, StateMappingError
+from rl_control.actor.statistics import RollingStats
 from rl_control.envs import RobotState, make_task
-from rl_control.ros.actor_core import ActorCore, PolicyRejectedError, TransitionBuffer, check_policy
-from rl_control.ros.actor_loop import DeadlineClock, RollingStats
-from rl_control.ros.actor_state import JointStateMapper, StateMappingError
 from rl_control.safety import CommandSafety
+from rl_control.transitions import TransitionBatch
 
 
 class LinearPolicy:
@@ -38,22 +41,41 @@ def pendulum_state(theta: float, omega: float = 0.0) -> RobotState:
     return RobotState(position=np.array([theta]), velocity=np.array([omega]), effort=np.zeros(1))
 
 
-def make_core(train: bool = True, batch: int = 10, published: list | None = None) -> ActorCore:
+def make_core(
+    train: bool = True, batch: int = 10, published: list | None = None, learning: bool = True
+) -> ActorCore:
+    """A pendulum core; ``learning``: the learner has started (policies act; before, uniform random)."""
     task = make_task("pendulum_swingup")
     safety = CommandSafety(task.command_low, task.command_high, command_interface=task.command_interface)
     sink = published if published is not None else []
-    return ActorCore(task, safety, train=train, transition_batch_size=batch, publish_transitions=sink.append)
+    core = ActorCore(task, safety, train=train, transition_batch_size=batch, publish_transitions=sink.append)
+    if learning:
+        core.learning_started()
+    return core
+
+
+def test_training_explores_uniformly_until_learning_starts_even_with_a_policy() -> None:
+    core = make_core(train=True, learning=False)
+    core.policy = LinearPolicy(3, 1, scale=10.0)  # would saturate at +1: max torque
+    actions = [core.tick(pendulum_state(0.1 * k)).command for k in range(100)]
+    commands = np.concatenate([a for a in actions if a is not None])
+    assert core.counters.random_actions == 100 and core.counters.policy_actions == 0
+    high = float(core.safety.high[0])
+    assert commands.min() < -0.5 * high and commands.max() > 0.5 * high  # spread over [-1, 1] actions
+    core.learning_started()
+    assert core.tick(pendulum_state(0.0)).source == "policy"
+    assert make_core(train=False, learning=False).explore_uniformly is False  # deploy: never random
 
 
 # --------------------------------------------------------------------------- joint-name mapping
 def joint_state(
     names: list[str], position: list[float], velocity: list[float], effort: list[float]
-) -> JointState:
-    msg = JointState()
-    msg.name = names
-    msg.position, msg.velocity, msg.effort = position, velocity, effort
-    msg.header.stamp.sec, msg.header.stamp.nanosec = 3, 500_000_000
-    return msg
+) -> SimpleNamespace:
+    """A stand-in for sensor_msgs/JointState (the mapper reads attributes only: no ROS needed)."""
+    stamp = SimpleNamespace(sec=3, nanosec=500_000_000)
+    return SimpleNamespace(
+        name=names, position=position, velocity=velocity, effort=effort, header=SimpleNamespace(stamp=stamp)
+    )
 
 
 def test_mapper_reorders_by_name_and_ignores_extra_joints() -> None:
@@ -72,10 +94,13 @@ def test_mapper_reorders_by_name_and_ignores_extra_joints() -> None:
 
 def test_mapper_reports_missing_joints_and_bad_lengths() -> None:
     mapper = JointStateMapper(("hip", "knee"), topic="/joint_states")
-    with pytest.raises(StateMappingError, match=r"/joint_states: missing joints \['knee'\]"):
+    with pytest.raises(StateMappingError, match=r"joint_states: missing joints \['knee'\]"):
         mapper.map(joint_state(["hip", "wheel"], [1.0, 2.0], [0.0, 0.0], []), received=0.0)
     with pytest.raises(StateMappingError, match="2 names but 1 velocity values"):
         mapper.map(joint_state(["hip", "knee"], [1.0, 2.0], [0.0], []), received=0.0)
+    # a joint named twice is ambiguous (which entry is the joint?): refused, never "the second one wins"
+    with pytest.raises(StateMappingError, match=r"joint_states: duplicate joint names \['hip'\]"):
+        mapper.map(joint_state(["hip", "knee", "hip"], [1.0, 2.0, 3.0], [], []), received=0.0)
     with pytest.raises(StateMappingError, match="no positions"):
         mapper.map(joint_state(["hip", "knee"], [], [], []), received=0.0)
 
@@ -142,7 +167,7 @@ def test_command_order_follows_config_joint_names() -> None:
 
 
 def test_transitions_rewards_truncation_and_batches() -> None:
-    published: list[TransitionBuffer] = []
+    published: list[TransitionBatch] = []
     core = make_core(train=True, batch=30, published=published)
     core.policy = LinearPolicy(3, 1)
     steps = core.task.episode_steps
@@ -153,23 +178,21 @@ def test_transitions_rewards_truncation_and_batches() -> None:
         if result.episode_done:
             done_at = i
     assert done_at == steps  # the (steps+1)-th state closes the episode's last transition
-    rows = sum(b.rows for b in published)
-    assert rows == steps and core.counters.episodes == 1
-    assert [b.rows for b in published] == [30] * (steps // 30) + ([steps % 30] if steps % 30 else [])
+    rows = sum(len(b) for b in published)
+    assert rows == steps and core.episodes.episodes == 1
+    assert [len(b) for b in published] == [30] * (steps // 30) + ([steps % 30] if steps % 30 else [])
     last = published[-1]
     assert last.truncated[-1] == 1.0 and last.terminated[-1] == 0.0 and last.truncated[:-1].sum() == 0
     first = published[0]
     np.testing.assert_allclose(first.next_obs[0], first.obs[1])  # the chain links consecutive ticks
     expected = core.task.reward(first.obs[0], first.action[0], first.next_obs[0])
     assert first.reward[0] == pytest.approx(expected, rel=1e-5)
-    assert core.last_episode.steps == steps
-    assert core.last_episode.episode_return == pytest.approx(
-        sum(float(b.reward.sum()) for b in published), 1e-4
-    )
+    assert core.episodes.last_length == steps
+    assert core.episodes.last_return == pytest.approx(sum(float(b.reward.sum()) for b in published), 1e-4)
 
 
 def test_invalid_tick_breaks_the_chain_and_deploy_records_nothing() -> None:
-    published: list[TransitionBuffer] = []
+    published: list[TransitionBatch] = []
     core = make_core(train=True, batch=2, published=published)
     core.policy = LinearPolicy(3, 1)
     core.tick(pendulum_state(0.1))
@@ -188,8 +211,8 @@ def test_invalid_tick_breaks_the_chain_and_deploy_records_nothing() -> None:
     assert len(published) == 1
 
 
-def test_intervention_is_applied_and_stored_and_deadman_blocks() -> None:
-    published: list[TransitionBuffer] = []
+def test_intervention_is_applied_stored_flagged_and_deadman_blocks() -> None:
+    published: list[TransitionBatch] = []
     core = make_core(train=True, batch=1, published=published)
     core.policy = LinearPolicy(3, 1)
     result = core.tick(pendulum_state(0.1), intervention=np.array([-0.5]))
@@ -197,6 +220,10 @@ def test_intervention_is_applied_and_stored_and_deadman_blocks() -> None:
     np.testing.assert_allclose(result.command, 0.5 * core.task.command_low)
     core.tick(pendulum_state(0.2))
     np.testing.assert_allclose(published[0].action, [[-0.5]])
+    assert published[0].intervention.tolist() == [1.0]  # marked as the human's
+    core.tick(pendulum_state(0.25))  # the policy's action: not an intervention
+    assert published[1].intervention.tolist() == [0.0]
+    assert (core.counters.intervention_transitions, core.counters.transitions) == (1, 2)
     result = core.tick(pendulum_state(0.3), enabled=False)
     assert result.source == "safe" and core.counters.disabled == 1
 
@@ -279,7 +306,7 @@ def test_imu_and_odometry_conversion() -> None:
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import Imu
 
-    from rl_control.ros.actor_state import imu_sample, odom_sample, robot_state
+    from rl_control.actor.state_mapping import imu_sample, odom_sample, robot_state
 
     imu = Imu()
     imu.orientation.x, imu.orientation.y, imu.orientation.z, imu.orientation.w = 0.1, 0.2, 0.3, 0.9

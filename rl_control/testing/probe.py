@@ -53,7 +53,7 @@ class RosProbe:
 
     def call(self, srv_type: Any, name: str, request: Any, timeout_s: float = 10.0) -> Any:
         """Call a service and return its response; ``TimeoutError`` naming the service otherwise."""
-        client = self.node.create_client(srv_type, name)
+        client: Any = self.node.create_client(srv_type, name)
         try:
             if not self.spin_until(client.service_is_ready, timeout_s):
                 raise TimeoutError(f"service {name} not available after {timeout_s} s")

@@ -1,4 +1,4 @@
-"""Absolute-deadline pacing and rolling statistics for the actor's control thread (no ROS needed).
+"""Absolute-deadline pacing and thread scheduling for the actor's control thread (no ROS needed).
 
 A plain rclpy timer wakes up through the executor, so its tick error is at the mercy of the executor's
 other work and of the OS sleep granularity (ms-scale p99). :class:`DeadlineClock` instead keeps absolute
@@ -8,55 +8,19 @@ The spin margin adapts to the sleep overshoot actually observed on this machine.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from rl_control.actor.statistics import RollingStats
 
-class RollingStats:
-    """Fixed-size ring buffer of recent samples; percentiles are computed on demand (any thread)."""
-
-    def __init__(self, capacity: int = 2048) -> None:
-        self._values = np.zeros(capacity)
-        self._count = 0
-        self.total = 0
-
-    def add(self, value: float) -> None:
-        """Record one sample (cheap: one array store)."""
-        self._values[self._count % self._values.size] = value
-        self._count += 1
-        self.total += 1
-
-    def values(self) -> np.ndarray:
-        """A copy of the samples currently held (at most ``capacity``)."""
-        return self._values[: min(self._count, self._values.size)].copy()
-
-    def recent(self, count: int) -> np.ndarray:
-        """A copy of the newest ``count`` samples (fewer if fewer are held)."""
-        held = min(self._count, self._values.size)
-        count = min(count, held)
-        end = self._count % self._values.size if self._count > self._values.size else held
-        if count <= end:
-            return self._values[end - count : end].copy()
-        return np.concatenate((self._values[self._values.size - (count - end) :], self._values[:end]))
-
-    def percentiles(self, qs: tuple[float, ...] = (50.0, 99.0), window: int = 1024) -> tuple[float, ...]:
-        """Percentiles of the newest ``window`` samples (NaN when empty).
-
-        The window bounds the cost: the computation holds the GIL (a sort in C), so a large one would delay
-        the control thread (sorting 30k samples takes milliseconds on a loaded machine).
-        """
-        values = self.recent(window)
-        if values.size == 0:
-            return tuple(float("nan") for _ in qs)
-        return tuple(float(v) for v in np.percentile(values, qs))
-
-    def clear(self) -> None:
-        """Forget all samples."""
-        self._count = 0
+#: Bound on how long another Python thread can hold the GIL before the control thread gets it back.
+GIL_SWITCH_INTERVAL_S = 2e-5
 
 
 class DeadlineClock:
@@ -163,3 +127,17 @@ def raise_ordinary_threads(priority: int = 1) -> int:
         except OSError:  # thread exited meanwhile, or no permission
             continue
     return raised
+
+
+def tune_process_for_control() -> None:
+    """Process settings for a Python control loop (idempotent; called once everything is imported).
+
+    * GIL switch interval 20 µs (default 5 ms): bounds how long another thread keeps the GIL from the
+      control thread;
+    * ``gc.freeze()``: the objects alive after start-up (onnxruntime, rclpy, ...) move to the permanent
+      generation, so a full collection no longer walks them (unfrozen, one walk stalled the control thread
+      0.2 s on the 2-core dev machine: the collector runs with the GIL held).
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()

@@ -13,78 +13,46 @@ breaks the chain so no transition spans it. Episodes end on ``task.terminated`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 
+from rl_control.actor.statistics import RollingStats
 from rl_control.envs.state import RobotState
 from rl_control.envs.tasks import Task
-from rl_control.ros.actor_loop import RollingStats
+from rl_control.policy.runtime import Policy
 from rl_control.safety import CommandSafety
+from rl_control.transitions import EpisodeTracker, TransitionBatch, TransitionBatcher
 
 logger = logging.getLogger(__name__)
 
 
-class Policy(Protocol):
-    """What the actor needs from a policy (``rl_control.learning.OnnxPolicy`` satisfies it)."""
-
-    obs_dim: int
-    act_dim: int
-    version: int
-    stochastic: bool
-
-    def __call__(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray: ...
-
-
-class PolicyRejectedError(ValueError):
-    """A policy does not fit the task (dimensions, joints) or produced an invalid action."""
-
-
-def _joint_name_list(text: str) -> list[str]:
-    """Joint names stored in ONNX metadata: a JSON list or a comma/space separated string."""
-    if text.lstrip().startswith("["):
-        try:
-            return [str(name) for name in json.loads(text)]
-        except (json.JSONDecodeError, TypeError):
-            pass
-    return [name for name in text.replace(",", " ").split() if name]
-
-
-def check_policy(policy: Policy, task: Task, joint_names: Sequence[str]) -> None:
-    """Check a freshly loaded policy against the task before it may drive the robot.
-
-    Raises :class:`PolicyRejectedError` naming what does not match. A test inference on a zero observation
-    must return a finite ``[act_dim]`` action.
-    """
-    if policy.obs_dim != task.observation_dim or policy.act_dim != task.action_dim:
-        raise PolicyRejectedError(
-            f"policy v{policy.version} has obs_dim={policy.obs_dim}, act_dim={policy.act_dim}; task "
-            f"{task.name!r} needs obs_dim={task.observation_dim}, act_dim={task.action_dim}"
+def command_order(task: Task, command_joint_names: Sequence[str]) -> np.ndarray:
+    """``order`` with ``command[i] = task_values[order[i]]``; ValueError unless the names permute the task."""
+    names = list(command_joint_names)
+    if sorted(names) != sorted(task.joint_names):
+        raise ValueError(
+            f"joint_names {names} must be a permutation of task {task.name!r} joints {list(task.joint_names)}"
         )
-    metadata = getattr(policy, "metadata", {}) or {}
-    stored = metadata.get("joint_names", "")
-    names = _joint_name_list(str(stored)) if stored else []
-    # policies exported without joint names are accepted on their dimensions alone
-    if names and names != list(task.joint_names):
-        raise PolicyRejectedError(
-            f"policy v{policy.version} was trained for joints {names}, task {task.name!r} has "
-            f"{list(task.joint_names)}"
-        )
-    noise = np.zeros(policy.act_dim, dtype=np.float32) if policy.stochastic else None
-    try:
-        action = np.asarray(policy(np.zeros(policy.obs_dim, dtype=np.float32), noise))
-    except Exception as exc:
-        raise PolicyRejectedError(f"policy v{policy.version} failed a test inference: {exc}") from exc
-    if action.shape != (policy.act_dim,) or not np.all(np.isfinite(action)):
-        raise PolicyRejectedError(
-            f"policy v{policy.version} returned {action!r} for a zero observation; expected {policy.act_dim} "
-            "finite values"
-        )
+    return np.array([task.joint_names.index(name) for name in names], dtype=np.intp)
+
+
+def task_command_safety(
+    task: Task, command_joint_names: Sequence[str], *, safe_mode: str = "hold", max_rate: float = 0.0
+) -> CommandSafety:
+    """The task's command limits as a :class:`CommandSafety` in the command (config joint) order."""
+    order = command_order(task, command_joint_names)
+    return CommandSafety(
+        task.command_low[order],
+        task.command_high[order],
+        command_interface=task.command_interface,
+        safe_mode=safe_mode,
+        max_rate=max_rate,
+        joint_names=tuple(command_joint_names),
+    )
 
 
 @dataclass
@@ -101,7 +69,7 @@ class ActorCounters:
     disabled: int = 0  # ticks with the deadman released
     no_policy: int = 0  # deploy ticks without a policy
     transitions: int = 0  # transitions recorded
-    episodes: int = 0  # episodes completed
+    intervention_transitions: int = 0  # of which: the action was a human's (flagged in the record)
     last_error: str = ""  # last reason a state or action was refused
 
 
@@ -112,74 +80,6 @@ class TickResult:
     command: np.ndarray | None  # in command (config joint) order; None = publish nothing this tick
     source: str  # "policy" | "random" | "intervention" | "safe"
     episode_done: bool = False
-
-
-@dataclass
-class EpisodeStats:
-    """The last finished episode."""
-
-    index: int = 0
-    steps: int = 0
-    episode_return: float = 0.0
-    terminated: bool = False
-
-
-@dataclass
-class TransitionBuffer:
-    """Preallocated rows of transitions; handed to ``publish`` when full or flushed."""
-
-    obs_dim: int
-    act_dim: int
-    capacity: int
-    publish: Callable[[TransitionBuffer], None]
-    rows: int = 0
-    obs: np.ndarray = field(init=False)
-    action: np.ndarray = field(init=False)
-    reward: np.ndarray = field(init=False)
-    next_obs: np.ndarray = field(init=False)
-    terminated: np.ndarray = field(init=False)
-    truncated: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.obs = np.zeros((self.capacity, self.obs_dim), dtype=np.float32)
-        self.action = np.zeros((self.capacity, self.act_dim), dtype=np.float32)
-        self.reward = np.zeros(self.capacity, dtype=np.float32)
-        self.next_obs = np.zeros((self.capacity, self.obs_dim), dtype=np.float32)
-        self.terminated = np.zeros(self.capacity, dtype=np.float32)
-        self.truncated = np.zeros(self.capacity, dtype=np.float32)
-
-    def view(self) -> TransitionBuffer:
-        """A same-typed object whose arrays are the filled rows only (copies)."""
-        n = self.rows
-        out = TransitionBuffer(self.obs_dim, self.act_dim, max(n, 1), self.publish)
-        out.rows = n
-        out.obs, out.action = self.obs[:n].copy(), self.action[:n].copy()
-        out.reward, out.next_obs = self.reward[:n].copy(), self.next_obs[:n].copy()
-        out.terminated, out.truncated = self.terminated[:n].copy(), self.truncated[:n].copy()
-        return out
-
-    def append(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: float,
-        next_obs: np.ndarray,
-        terminated: bool,
-        truncated: bool,
-    ) -> None:
-        """Store one transition; publishes the batch when it becomes full."""
-        i = self.rows
-        self.obs[i], self.action[i], self.reward[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i], self.truncated[i] = next_obs, terminated, truncated
-        self.rows += 1
-        if self.rows == self.capacity:
-            self.flush()
-
-    def flush(self) -> None:
-        """Publish the stored rows (if any) and empty the buffer."""
-        if self.rows:
-            self.publish(self.view())
-            self.rows = 0
 
 
 class ActorCore:
@@ -193,16 +93,12 @@ class ActorCore:
         command_joint_names: Sequence[str] = (),
         train: bool = True,
         transition_batch_size: int = 25,
-        publish_transitions: Callable[[TransitionBuffer], None] | None = None,
+        publish_transitions: Callable[[TransitionBatch], None] | None = None,
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         names = tuple(command_joint_names) or tuple(task.joint_names)
-        if sorted(names) != sorted(task.joint_names):
-            raise ValueError(
-                f"joint_names {list(names)} must be a permutation of task {task.name!r} joints "
-                f"{list(task.joint_names)}"
-            )
+        order = command_order(task, names)
         if safety.size != len(names):
             raise ValueError(f"safety limits have {safety.size} joints, command has {len(names)}")
         self.task = task
@@ -210,11 +106,14 @@ class ActorCore:
         self.command_joint_names = names
         self.train = train
         # command[i] = task_command[order[i]]; positions in command order likewise
-        self._order = np.array([task.joint_names.index(n) for n in names], dtype=np.intp)
+        self._order = order
+        self._task_from_command = np.argsort(order)
         self.rng = np.random.default_rng(seed)
         self._clock = clock
         self.policy: Policy | None = None  # swapped by reference from another thread
-        self.transitions = TransitionBuffer(
+        # training: uniform random actions until learning starts (see :meth:`learning_started`)
+        self.explore_uniformly = train
+        self.transitions = TransitionBatcher(
             task.observation_dim,
             task.action_dim,
             transition_batch_size,
@@ -222,11 +121,11 @@ class ActorCore:
         )
         self.counters = ActorCounters()
         self.inference_us = RollingStats(4096)
-        self.last_episode = EpisodeStats()
+        self.episodes = EpisodeTracker()
+        self.last_observation: np.ndarray | None = None  # the newest valid observation (policy probe set)
         self._prev_obs: np.ndarray | None = None
         self._prev_action: np.ndarray | None = None
-        self._episode_steps = 0
-        self._episode_return = 0.0
+        self._prev_by_human = False  # the pending action came from an intervention
         self._last_tick_time: float | None = None
         self.begin_episode()
 
@@ -234,20 +133,42 @@ class ActorCore:
     @property
     def episode_steps(self) -> int:
         """Transitions recorded in the current episode."""
-        return self._episode_steps
+        return self.episodes.episode_length
 
     def begin_episode(self) -> None:
         """Start a new episode: task.reset (goals, last action) and a fresh transition chain."""
         self.task.reset(self.rng)
         self._prev_obs = None
         self._prev_action = None
-        self._episode_steps = 0
-        self._episode_return = 0.0
+        self.episodes.restart()
 
     def break_chain(self) -> None:
         """Forget the pending (obs, action): the next valid tick starts a new chain (same episode)."""
         self._prev_obs = None
         self._prev_action = None
+
+    def learning_started(self) -> None:
+        """Act with the policy from now on (training starts with uniform random actions).
+
+        The learner's ``learning_starts`` then means what it means in ``rl-control train`` (Stable-Baselines3
+        and CleanRL do the same): uniform random actions until the learner makes its first update, not the
+        untrained network's actions, which are narrow and biased by the initial weights.
+        """
+        self.explore_uniformly = False
+
+    def set_policy(self, policy: Policy | None) -> None:
+        """Make ``policy`` active (a reference swap: safe from another thread, used from the next tick)."""
+        self.policy = policy
+
+    def intervention_from_command_order(self, values: Sequence[float]) -> np.ndarray:
+        """A human action given in command joint order, checked and reordered into the task's order."""
+        action = np.asarray(values, dtype=np.float64)
+        if action.shape != (self.task.action_dim,) or not np.all(np.isfinite(action)):
+            raise ValueError(
+                f"expected {self.task.action_dim} finite actions in [-1, 1] (joint order "
+                f"{list(self.command_joint_names)}), got {action.tolist()}"
+            )
+        return action[self._task_from_command]
 
     def to_command_order(self, values: np.ndarray) -> np.ndarray:
         """Reorder a task-joint-order array into the command (config joint) order."""
@@ -276,7 +197,7 @@ class ActorCore:
         intervention: np.ndarray | None = None,
     ) -> TickResult:
         """One control step. ``intervention`` is a human action in [-1, 1] (task joint order) overriding
-        the policy; it is stored as the transition's action."""
+        the policy; it is stored as the transition's action, flagged as an intervention."""
         counters = self.counters
         counters.ticks += 1
         now = self._clock()
@@ -291,6 +212,7 @@ class ActorCore:
             return self._refuse("invalid_state", f"observation refused: {exc}", state)
         if not np.all(np.isfinite(obs)):
             return self._refuse("invalid_state", "non-finite observation", state)
+        self.last_observation = obs
 
         if self._prev_obs is not None and self._prev_action is not None:
             done = self._record(obs)
@@ -301,26 +223,13 @@ class ActorCore:
             counters.disabled += 1
             return self.safe(state)
 
-        if intervention is not None:
-            action, source = np.clip(np.asarray(intervention, dtype=np.float64), -1.0, 1.0), "intervention"
-        else:
-            policy = self.policy
-            if policy is not None:
-                noise = None
-                if policy.stochastic and self.train:
-                    noise = self.rng.standard_normal(policy.act_dim).astype(np.float32)
-                start = time.perf_counter()
-                try:
-                    action = policy(obs, noise)
-                except ValueError as exc:  # e.g. OnnxPolicy refusing a non-finite action
-                    return self._refuse("bad_actions", f"policy v{policy.version} failed: {exc}", state)
-                self.inference_us.add((time.perf_counter() - start) * 1e6)
-                source = "policy"
-            elif self.train:
-                action, source = self.rng.uniform(-1.0, 1.0, self.task.action_dim), "random"
-            else:
-                counters.no_policy += 1
-                return self.safe(state)
+        try:
+            action, source = self._choose_action(obs, intervention)
+        except ValueError as exc:  # e.g. OnnxPolicy refusing a non-finite action
+            return self._refuse("bad_actions", str(exc), state)
+        if action is None:
+            counters.no_policy += 1
+            return self.safe(state)
         try:
             task_command = self.task.command(action, state)
         except ValueError as exc:
@@ -330,36 +239,58 @@ class ActorCore:
         )
         if not accepted:
             return self._refuse("bad_actions", f"{source} command non-finite", state)
-        if source == "policy":
-            counters.policy_actions += 1
-        elif source == "random":
-            counters.random_actions += 1
-        else:
-            counters.intervention_actions += 1
+        field_name = f"{source}_actions"  # policy_actions, random_actions or intervention_actions
+        setattr(counters, field_name, getattr(counters, field_name) + 1)
         self._prev_obs = obs
         self._prev_action = np.asarray(action, dtype=np.float32)
+        self._prev_by_human = source == "intervention"
         return TickResult(command, source)
+
+    def _choose_action(
+        self, obs: np.ndarray, intervention: np.ndarray | None
+    ) -> tuple[np.ndarray | None, str]:
+        """The action for ``obs`` and its source; ``(None, "")`` in deploy mode without a policy.
+
+        Raises ValueError (naming the policy version) when the policy fails."""
+        if intervention is not None:
+            return np.clip(np.asarray(intervention, dtype=np.float64), -1.0, 1.0), "intervention"
+        policy = None if self.explore_uniformly else self.policy
+        if policy is None:
+            if self.train:
+                return self.rng.uniform(-1.0, 1.0, self.task.action_dim), "random"
+            return None, ""
+        noise = None
+        if policy.stochastic and self.train:
+            noise = self.rng.standard_normal(policy.act_dim).astype(np.float32)
+        start = time.perf_counter()
+        try:
+            action = policy(obs, noise)
+        except ValueError as exc:
+            raise ValueError(f"policy v{policy.version} failed: {exc}") from exc
+        self.inference_us.add((time.perf_counter() - start) * 1e6)
+        return action, "policy"
 
     def _record(self, next_obs: np.ndarray) -> bool:
         """Record the transition into ``next_obs``; returns True when the episode ended."""
         assert self._prev_obs is not None and self._prev_action is not None
         reward = float(self.task.reward(self._prev_obs, self._prev_action, next_obs))
         terminated = bool(self.task.terminated(next_obs))
-        self._episode_steps += 1
-        self._episode_return += reward
-        truncated = not terminated and self._episode_steps >= self.task.episode_steps
+        truncated = not terminated and self.episodes.episode_length + 1 >= self.task.episode_steps
         self.counters.transitions += 1
+        self.counters.intervention_transitions += self._prev_by_human
         if self.train:
             self.transitions.append(
-                self._prev_obs, self._prev_action, reward, next_obs, terminated, truncated
+                self._prev_obs,
+                self._prev_action,
+                reward,
+                next_obs,
+                terminated,
+                truncated,
+                intervention=self._prev_by_human,
             )
         self._prev_obs = None
         self._prev_action = None
-        if not (terminated or truncated):
+        if not self.episodes.add(reward, terminated or truncated):
             return False
-        self.counters.episodes += 1
-        self.last_episode = EpisodeStats(
-            self.counters.episodes, self._episode_steps, self._episode_return, terminated
-        )
         self.transitions.flush()
         return True

@@ -1,13 +1,15 @@
 """Robot state from ROS messages: joint states mapped by name, IMU and odometry to task-frame arrays.
 
 Joint order on the wire is never assumed. :class:`JointStateMapper` maps a ``sensor_msgs/JointState`` to
-the task's joint order by name (extra joints are ignored, missing joints raise :class:`StateMappingError`),
+the task's joint order by name (extra joints are ignored; missing or duplicate joints raise
+:class:`StateMappingError`, which the node counts in ``state_errors``),
 caching the index map per distinct name list so the per-message cost is one fancy-index per field.
 This module only reads message attributes, so it works without a running ROS context.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,6 +73,9 @@ class JointStateMapper:
     def _index(self, names: Sequence[str]) -> np.ndarray:
         key = tuple(names)
         if key != self._cache_key:
+            if len(set(key)) != len(key):
+                duplicates = sorted(name for name, count in Counter(key).items() if count > 1)
+                raise StateMappingError(f"{self.topic}: duplicate joint names {duplicates} in one message")
             where = {name: i for i, name in enumerate(key)}
             missing = [name for name in self.joint_names if name not in where]
             if missing:

@@ -1,6 +1,6 @@
 """Generate the parameter reference of ``docs/topics.md`` from the config dataclasses' metadata.
 
-``python -m rl_control.ros.parameter_docs`` prints it; ``update_topics_doc(path)`` rewrites the generated
+``python -m rl_control.config.parameter_docs`` prints it; ``update_topics_doc(path)`` rewrites the generated
 block of the document in place (between the two marker lines), and a test checks it is current.
 """
 
@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-BEGIN_MARKER = "<!-- BEGIN GENERATED PARAMETERS (python -m rl_control.ros.parameter_docs) -->"
+BEGIN_MARKER = "<!-- BEGIN GENERATED PARAMETERS (python -m rl_control.config.parameter_docs) -->"
 END_MARKER = "<!-- END GENERATED PARAMETERS -->"
 
 
@@ -40,8 +40,14 @@ def _constraints(meta: typing.Mapping[str, Any]) -> str:
         parts.append(f"≥ {meta['min']}")
     if "max" in meta:
         parts.append(f"≤ {meta['max']}")
-    if meta.get("path"):
+    if meta.get("path") == "dir":
+        parts.append("directory, created if missing; not empty")
+    elif meta.get("path"):
         parts.append("existing file")
+    if "max_items" in meta:
+        parts.append(f"at most {meta['max_items']} items")
+    if meta.get("tunable"):
+        parts.append("**tunable** at run time")
     return "; ".join(parts)
 
 
@@ -78,6 +84,24 @@ def parameter_reference() -> str:
             "The `agent.*` defaults shown are those of the default preset "
             f"(`{config.learner_node.preset}`); another `preset` changes them, and any `agent.*` key "
             "given overrides the preset's value.",
+        ),
+        (
+            "`driver_node`",
+            config.driver_node,
+            "Per-servo keys are parallel lists in `servo_ids` order. `emulator.*` configures "
+            "`rl-control emulate dynamixel` and is ignored by the driver.",
+        ),
+        (
+            "`joy_node`",
+            config.joy_node,
+            "Joystick teleoperation: the robot graphs (`deploy`, `robot_finetune`) start joy_node when "
+            "`axes` is set; it publishes `/rl_control/enable` and `/rl_control/intervention`.",
+        ),
+        (
+            "`launcher`",
+            config.launcher,
+            "Read by `rl-control launch` only (no node has these parameters): the DDS settings of every "
+            'process it starts. See docs/howto_sim_training.md, "The learner on another machine".',
         ),
     ]
     out = []

@@ -1,0 +1,1 @@
+"""The actor's control logic without ROS: state mapping, pacing, episodes, UTD throttle, policy swaps."""

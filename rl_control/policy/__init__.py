@@ -1,0 +1,1 @@
+"""ONNX policy runtime: loading, checking and guarding exported policies (no torch, gymnasium, rclpy)."""

@@ -1,0 +1,1 @@
+"""Test and benchmark tooling: child node processes with isolated ROS domains, an in-process ROS probe."""
