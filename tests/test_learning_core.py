@@ -16,7 +16,8 @@ from rl_control.learning import (
     load_demonstrations,
     preset_config,
 )
-from rl_control.learning.agent import SAC, CrossQ, make_agent, polyak_update
+from rl_control.learning import agent as agent_module
+from rl_control.learning.agent import SAC, CrossQ, make_agent, polyak_update, resolve_precision
 from rl_control.learning.networks import BatchRenorm, CriticEnsemble
 from rl_control.learning.replay import ReplayBuffer
 from rl_control.transitions import validate
@@ -299,6 +300,21 @@ def test_bf16_precision_trains_with_finite_losses_and_fp32_weights(tmp_path: Pat
     assert all(np.isfinite(value) for value in metrics.values())
     assert learner.agent.critic.weight_0.dtype == torch.float32  # autocast: master weights stay fp32
     assert preset_config("sac", precision="fp32").precision == "fp32"
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_takes_bf16_only_where_it_pays(monkeypatch: pytest.MonkeyPatch, amx: bool) -> None:
+    """On a CPU with AMX: bf16 for wide critics, fp32 for narrow ones (autocast's casts cost more there);
+    without AMX: fp32 always. Forced settings win."""
+    monkeypatch.setattr(agent_module, "_cpu_flags", lambda: {"avx512f", "amx_bf16"} if amx else {"avx2"})
+    cpu = torch.device("cpu")
+    wide = torch.bfloat16 if amx else torch.float32
+    assert resolve_precision(preset_config("crossq", critic_hidden_sizes=[512, 512]), cpu) == wide
+    assert resolve_precision(preset_config("sac", hidden_sizes=[1024, 1024]), cpu) == wide
+    assert resolve_precision(preset_config("droq", hidden_sizes=[128, 128]), cpu) == torch.float32
+    assert resolve_precision(preset_config("crossq", critic_hidden_sizes=[256, 256]), cpu) == torch.float32
+    assert resolve_precision(preset_config("droq", precision="bf16"), cpu) == torch.bfloat16
+    assert resolve_precision(preset_config("crossq", precision="fp32"), cpu) == torch.float32
 
 
 def with_interventions(batch: TransitionBatch, rows: list[int]) -> TransitionBatch:

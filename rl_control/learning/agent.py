@@ -56,10 +56,21 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """Compute dtype of the update's matrix products: ``auto`` picks bf16 where :func:`native_bf16`."""
-    if name == "bf16" or (name == "auto" and native_bf16(device)):
+#: Narrowest critic layer for which ``precision: auto`` takes bf16 on a CPU: below it the casts of autocast
+#: cost more than the matrix units save (measured on a 2-core Xeon with AMX: a 128-wide DroQ update 0.7-0.9x,
+#: 256-wide CrossQ 1.0-1.2x, 512-wide 1.15-1.3x, 1024-wide 1.5x; docs/learning.md).
+CPU_BF16_MIN_WIDTH = 512
+
+
+def resolve_precision(config: AgentConfig, device: torch.device) -> torch.dtype:
+    """Compute dtype of the update's matrix products. ``auto`` picks bf16 where :func:`native_bf16`, on a
+    CPU only when the widest critic layer has at least :data:`CPU_BF16_MIN_WIDTH` units."""
+    if config.precision == "bf16":
         return torch.bfloat16
+    if config.precision == "auto" and native_bf16(device):
+        width = max(config.critic_hidden_sizes or config.hidden_sizes, default=0)
+        if device.type != "cpu" or width >= CPU_BF16_MIN_WIDTH:
+            return torch.bfloat16
     return torch.float32
 
 
@@ -108,7 +119,7 @@ class Agent:
         self.obs_dim = obs_dim
         self.act_dim = act_dim
         self.device = device
-        self.compute_dtype = resolve_precision(config.precision, device)
+        self.compute_dtype = resolve_precision(config, device)
         self.normalizer = RunningNormalizer(obs_dim, config.normalize_observations).to(device)
         self.actor = Actor(
             obs_dim, act_dim, config.hidden_sizes, self.stochastic, batch_renorm=self.batch_renorm

@@ -159,7 +159,8 @@ class AgentConfig:
     precision: str = field(
         default="auto",
         metadata={
-            "help": "update matmul precision: auto (bf16 on CUDA or AMX CPUs, else fp32), fp32, bf16",
+            "help": "update matmul precision: auto (bf16 on CUDA, and on AMX CPUs for critics >= 512 wide; "
+            "else fp32), fp32, bf16",
             "choices": ["auto", "fp32", "bf16"],
         },
     )
