@@ -149,9 +149,6 @@ def training_randomization(source: str | bool, env_id: str) -> RandomizationConf
 def _cmd_train(args: argparse.Namespace) -> int:
     from rl_control.learning import make_env_factory, train_gym
 
-    if args.torch_threads < 0:
-        print(f"rl-control train: --torch-threads must be >= 0, got {args.torch_threads}", file=sys.stderr)
-        return 2
     if args.torch_threads:
         import torch
 
@@ -200,6 +197,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result.get("onnx_path", "-"),
     )
     return 0
+
+
+def thread_count(text: str) -> int:
+    """An argparse type: a number of threads, 0 meaning torch's own choice."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: torch's choice), got {value}")
+    return value
 
 
 def gym_error() -> type[Exception]:
@@ -513,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--torch-threads",
-        type=int,
+        type=thread_count,
         default=0,
         help="CPU threads torch trains with (default 0: torch's, one per core); 1 is far faster on a "
         "machine whose cores are busy with other work (docs/howto_sim_to_real.md)",
@@ -529,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=200, help="randomized expert episodes (default: 200)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("eval", help="evaluate an ONNX policy deterministically on an environment")

@@ -139,6 +139,21 @@ def test_train_refuses_a_bad_agent_override(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("command", "option"), [("train", "--torch-threads"), ("distill", "--threads")])
+def test_a_negative_or_non_numeric_thread_count_is_refused_by_the_parser(
+    command: str, option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for value, message in (
+        ("-1", "must be >= 0 (0: torch's choice), got -1"),
+        ("two", "expected a whole number of threads, got 'two'"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main([command, "--run-dir", str(tmp_path / "run"), option, value])
+        assert stopped.value.code == 2
+        assert f"argument {option}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_randomizes_with_an_experiment_files_ranges(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
