@@ -29,7 +29,15 @@ import yaml
 
 from rl_control.config import ExperimentConfig, SharedConfig, load_experiment, parse_experiment
 from rl_control.config.yaml_file import load_yaml_file
-from rl_control.graph import ROBOT_GRAPHS, GraphNode, NodeSpec, get_graph, graph_layout, layout_overrides
+from rl_control.graph import (
+    ROBOT_GRAPHS,
+    SIM_NODE,
+    GraphNode,
+    NodeSpec,
+    get_graph,
+    graph_layout,
+    layout_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +234,17 @@ def select_nodes(layout: tuple[GraphNode, ...], only: tuple[str, ...]) -> tuple[
     return tuple(node for node in layout if node.spec.name in only or node.label in only)
 
 
+def success_stops_graph(layout: tuple[GraphNode, ...]) -> bool:
+    """Whether the launcher's success evaluation may stop a graph of these nodes.
+
+    The launcher evaluates each new policy in its own copy of the task in simulation. That stands for the
+    robot being trained only when the robot is the simulator: a graph that drives a real robot (a driver
+    or a ros2_control robot instead of sim_node) runs until stopped or ``--max-minutes``, whatever the
+    simulated return.
+    """
+    return any(node.spec.name == SIM_NODE.name for node in layout)
+
+
 def run_launch(
     config_file: Path,
     *,
@@ -285,6 +304,12 @@ def run_launch(
         config, graph=get_graph(graph).name, live=progress, namespace=layout[0].namespace
     )
     processes = GraphProcesses(nodes, emit=monitor.node_output)
+    if stop_on_success and not success_stops_graph(layout):
+        log.info(
+            "this graph drives a robot: reaching the success threshold in the launcher's simulated "
+            "evaluation does not stop it (Ctrl-C or --max-minutes)"
+        )
+        stop_on_success = False
 
     stop_requested = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
