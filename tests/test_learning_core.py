@@ -279,8 +279,9 @@ def test_crossq_has_no_targets_and_normalizes_the_joint_batch(tmp_path: Path) ->
     metrics = learner.train(6)
     assert {"critic_loss", "actor_loss", "alpha"} <= set(metrics)
     assert all(np.isfinite(value) for value in metrics.values())
-    actor_norm = agent.actor.trunk[1]
+    actor_norm = agent.actor.trunk[0]  # the observation's normalization, then Linear, ReLU, normalization
     assert isinstance(actor_norm, BatchRenorm) and int(actor_norm.steps) == 2  # actor every 3rd update
+    assert [type(m) for m in agent.actor.trunk[1:4]] == [nn.Linear, nn.ReLU, BatchRenorm]
     assert not agent.actor.training  # acting and export read the running statistics
 
 

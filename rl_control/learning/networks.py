@@ -83,8 +83,8 @@ class CriticEnsemble(nn.Module):
     Layer ``i`` holds ``weight_i`` of shape ``[N, in, out]`` and ``bias_i`` of shape ``[N, 1, out]``;
     with ``layer_norm`` each hidden layer also has a per-member affine LayerNorm (``ln_gain_i``,
     ``ln_bias_i``). Hidden layers apply Linear -> Dropout -> LayerNorm -> ReLU (DroQ ordering). With
-    ``batch_renorm`` (CrossQ) the input and every hidden layer's pre-activation are batch-renormalized
-    per member (``input_norm``, ``hidden_norms``).
+    ``batch_renorm`` (CrossQ) the input and every hidden layer's output (after the ReLU, as in the
+    CrossQ reference) are batch-renormalized per member (``input_norm``, ``hidden_norms``).
     """
 
     def __init__(
@@ -173,11 +173,11 @@ class CriticEnsemble(nn.Module):
                 gain, shift = params[index], params[index + 1]
                 x = torch.addcmul(shift, functional.layer_norm(x, x.shape[-1:]), gain)
                 index += 2
+            x = torch.relu(x)
             if self.hidden_norms:
                 norm = self.hidden_norms[layer]
                 assert isinstance(norm, BatchRenorm)
                 x = self._renormalize(norm, x, detached)
-            x = torch.relu(x)
         return x.squeeze(-1)
 
     @staticmethod
@@ -238,7 +238,8 @@ class Actor(nn.Module):
     """MLP policy trunk with a mean head and (for SAC) a state-dependent log-std head.
 
     Actions live in [-1, 1]: SAC squashes a Gaussian sample with tanh, TD3 applies tanh to the mean.
-    With ``batch_renorm`` (CrossQ) every hidden pre-activation is batch-renormalized.
+    With ``batch_renorm`` (CrossQ) the observation and every hidden layer's output (after the ReLU)
+    are batch-renormalized.
     """
 
     def __init__(
@@ -252,13 +253,12 @@ class Actor(nn.Module):
     ) -> None:
         super().__init__()
         self.stochastic = stochastic
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [BatchRenorm((obs_dim,))] if batch_renorm else []
         in_dim = obs_dim
         for width in hidden_sizes:
-            layers.append(nn.Linear(in_dim, width))
+            layers += [nn.Linear(in_dim, width), nn.ReLU()]
             if batch_renorm:
                 layers.append(BatchRenorm((width,)))
-            layers.append(nn.ReLU())
             in_dim = width
         self.trunk = nn.Sequential(*layers)
         self.mean_head = nn.Linear(in_dim, act_dim)

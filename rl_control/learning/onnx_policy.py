@@ -163,8 +163,7 @@ def build_actor_graph(
     with their running statistics (evaluation mode).
     """
     policy = Policy(actor, normalizer, exploration_noise)
-    first_layer = actor.trunk[0] if len(actor.trunk) else actor.mean_head
-    assert isinstance(first_layer, torch.nn.Linear)
+    first_layer = next((m for m in actor.trunk if isinstance(m, torch.nn.Linear)), actor.mean_head)
     obs_dim = first_layer.in_features
     act_dim = actor.mean_head.out_features
     was_training = actor.training
