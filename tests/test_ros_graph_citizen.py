@@ -235,7 +235,9 @@ def training_experiment(tmp_path: Path, **launcher: object) -> Path:
             }
         },
         "sim_node": {"ros__parameters": {"sim_mode": "lockstep"}},
-        "actor_node": {"ros__parameters": {"transition_batch_size": 10, "max_policy_lag_steps": 0}},
+        # The default lockstep throttle (max_policy_lag_steps 200): without it two lockstep robots flood
+        # the learner (80 000 queued env steps in 200 s, once with only one publisher logged in that time).
+        "actor_node": {"ros__parameters": {"transition_batch_size": 10}},
         "learner_node": {
             "ros__parameters": {"agent": {"hidden_sizes": [16], "batch_size": 16, "learning_starts": 50}}
         },
@@ -261,10 +263,12 @@ def test_two_robots_feed_one_learner_and_both_receive_its_policy(tmp_path: Path)
     counts each actor as a publisher of transitions and both actors install its policy."""
     launcher = Launcher(training_experiment(tmp_path), "--robots", "2")
 
+    def publisher_lines() -> list[str]:
+        lines = list(launcher.lines)
+        return [line for line in lines if line.startswith("[learner_node]") and "new publisher" in line]
+
     def both_robots_seen() -> bool:
-        publishers = [
-            line for line in launcher.lines if line.startswith("[learner_node]") and "new publisher" in line
-        ]
+        publishers = publisher_lines()
         installed = [
             node
             for node in ("robot1/actor_node", "robot2/actor_node")
@@ -273,7 +277,7 @@ def test_two_robots_feed_one_learner_and_both_receive_its_policy(tmp_path: Path)
         return len(publishers) >= 2 and len(installed) == 2
 
     try:
-        assert wait_for(both_robots_seen, [launcher], 200.0), launcher.tail()
+        assert wait_for(both_robots_seen, [launcher], 200.0), f"{publisher_lines()}\n{launcher.tail()}"
         assert any("/robot2/forward_effort_controller/commands" in line for line in launcher.lines)
     finally:
         launcher.stop()
