@@ -2,7 +2,8 @@
 
 Read top to bottom: :class:`Agent` owns the networks, the optimizers and the update-to-data loop
 (:meth:`Agent.update`: critic steps, with an actor step every ``utd_ratio * actor_delay`` of them).
-Each algorithm is a subclass that supplies only its own rules:
+Each algorithm is a subclass that supplies only its own rules (SAC and TD3 through
+:class:`TargetCriticAgent`, which holds the target critics and their TD loss):
 
 - :class:`SAC` (Haarnoja et al. 2018; with N>2 critics and a random subset of M in the target: REDQ,
   Chen et al. 2021): soft target from Polyak-averaged target critics, entropy-regularized actor,
@@ -319,8 +320,8 @@ class Agent:
                 group["lr"] = lr
 
 
-class SAC(Agent):
-    """Soft Actor-Critic with a critic ensemble and Polyak-averaged target critics (REDQ for N > 2)."""
+class TargetCriticAgent(Agent):
+    """A rule with Polyak-averaged target critics (SAC, TD3): TD target ``r + discount * target_value``."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig, device: torch.device) -> None:
         super().__init__(obs_dim, act_dim, config, device)
@@ -334,6 +335,21 @@ class SAC(Agent):
         return self.td_loss(self.critic(obs, action), target)
 
     def target_value(self, next_obs: Tensor) -> Tensor:
+        """Value of ``next_obs`` under the rule's target networks, ``[B]``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, object]:
+        return {**super().state_dict(), "critic_target": self.critic_target.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.critic_target.load_state_dict(state["critic_target"])
+
+
+class SAC(TargetCriticAgent):
+    """Soft Actor-Critic with a critic ensemble and Polyak-averaged target critics (REDQ for N > 2)."""
+
+    def target_value(self, next_obs: Tensor) -> Tensor:
         """Soft value of ``next_obs`` from a random subset of M target critics, ``[B]``."""
         next_action, next_log_prob = self.actor.sample(next_obs)
         next_q = self.critic_target(next_obs, next_action, self.sample_target_members())
@@ -345,30 +361,15 @@ class SAC(Agent):
     def after_critic_step(self) -> None:
         polyak_update(self.critic_target.layer_params(), self.critic.layer_params(), self.config.tau)
 
-    def state_dict(self) -> dict[str, object]:
-        return {**super().state_dict(), "critic_target": self.critic_target.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.critic_target.load_state_dict(state["critic_target"])
-
-
-class TD3(Agent):
+class TD3(TargetCriticAgent):
     """TD3: deterministic actor, smoothed targets from target actor and critics averaged after actor steps."""
 
     stochastic = False
 
     def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig, device: torch.device) -> None:
         super().__init__(obs_dim, act_dim, config, device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-
-    def critic_loss(
-        self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, discount: Tensor
-    ) -> Tensor:
-        with torch.no_grad():
-            target = reward + discount * self.target_value(next_obs)
-        return self.td_loss(self.critic(obs, action), target)
 
     def target_value(self, next_obs: Tensor) -> Tensor:
         """Min over M target critics at the smoothed target action, ``[B]``."""
@@ -388,15 +389,10 @@ class TD3(Agent):
         polyak_update(list(self.actor_target.parameters()), list(self.actor.parameters()), self.config.tau)
 
     def state_dict(self) -> dict[str, object]:
-        return {
-            **super().state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-        }
+        return {**super().state_dict(), "actor_target": self.actor_target.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.critic_target.load_state_dict(state["critic_target"])
         self.actor_target.load_state_dict(state["actor_target"])
 
 
