@@ -234,13 +234,14 @@ def select_nodes(layout: tuple[GraphNode, ...], only: tuple[str, ...]) -> tuple[
     return tuple(node for node in layout if node.spec.name in only or node.label in only)
 
 
-def success_stops_graph(layout: tuple[GraphNode, ...]) -> bool:
-    """Whether the launcher's success evaluation may stop a graph of these nodes.
+def simulator_is_the_robot(layout: tuple[GraphNode, ...]) -> bool:
+    """Whether the launcher's own evaluations in simulation stand for the robot this graph drives.
 
-    The launcher evaluates each new policy in its own copy of the task in simulation. That stands for the
-    robot being trained only when the robot is the simulator: a graph that drives a real robot (a driver
-    or a ros2_control robot instead of sim_node) runs until stopped or ``--max-minutes``, whatever the
-    simulated return.
+    The launcher evaluates each new policy in its own copy of the task in simulation. That says something
+    about the robot being trained only when the robot is the simulator. A graph that drives a real robot
+    (a driver or a ros2_control robot instead of sim_node) gets no such evaluations (they would only take
+    CPU from the learner on the robot's computer) and runs until stopped or ``--max-minutes``, whatever
+    the simulated return.
     """
     return any(node.spec.name == SIM_NODE.name for node in layout)
 
@@ -300,14 +301,19 @@ def run_launch(
     override_dir = Path(tempfile.mkdtemp(prefix="rl_control_launch_"))
     started = select_nodes(layout, only)
     nodes = managed_nodes(started, config_file, overrides, override_dir)
+    simulated_robot = simulator_is_the_robot(layout)
     monitor = TrainingMonitor(
-        config, graph=get_graph(graph).name, live=progress, namespace=layout[0].namespace
+        config,
+        graph=get_graph(graph).name,
+        live=progress,
+        namespace=layout[0].namespace,
+        evaluate_policies=simulated_robot,
     )
     processes = GraphProcesses(nodes, emit=monitor.node_output)
-    if stop_on_success and not success_stops_graph(layout):
+    if stop_on_success and not simulated_robot:
         log.info(
-            "this graph drives a robot: reaching the success threshold in the launcher's simulated "
-            "evaluation does not stop it (Ctrl-C or --max-minutes)"
+            "this graph drives a robot: the launcher does not evaluate its policies in simulation and "
+            "stops it on Ctrl-C or --max-minutes only"
         )
         stop_on_success = False
 

@@ -281,9 +281,9 @@ def test_a_namespace_moves_the_whole_graph_and_robots_share_one_learner() -> Non
 def test_only_a_graph_training_the_simulator_stops_on_the_launchers_simulated_success() -> None:
     """The launcher evaluates policies in simulation: that says nothing of a real robot being fine-tuned."""
     from rl_control.graph import graph_layout
-    from rl_control.launcher import success_stops_graph
+    from rl_control.launcher import simulator_is_the_robot
 
-    assert success_stops_graph(graph_layout("sim_train"))
-    assert success_stops_graph(graph_layout("sim_train", robots=2))
-    assert not success_stops_graph(graph_layout("robot_finetune"))  # a ros2_control robot
-    assert not success_stops_graph(graph_layout("robot_finetune", with_driver=True))  # a Dynamixel arm
+    assert simulator_is_the_robot(graph_layout("sim_train"))
+    assert simulator_is_the_robot(graph_layout("sim_train", robots=2))
+    assert not simulator_is_the_robot(graph_layout("robot_finetune"))  # a ros2_control robot
+    assert not simulator_is_the_robot(graph_layout("robot_finetune", with_driver=True))  # a Dynamixel arm

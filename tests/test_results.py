@@ -75,6 +75,17 @@ def test_deploy_display_shows_the_actor_episodes() -> None:
     assert "updates" not in text, "no learner rows in a deploy graph"
 
 
+def test_a_robot_graph_display_says_its_policies_are_not_evaluated_in_simulation() -> None:
+    from rl_control.config import ExperimentConfig
+    from rl_control.ros.launch_monitor import TrainingMonitor
+
+    monitor = TrainingMonitor(ExperimentConfig(), graph="robot_finetune", live=False, evaluate_policies=False)
+    assert monitor.training and not monitor.evaluate_policies
+    console = Console(record=True, width=120)
+    console.print(monitor._table())
+    assert "off (a robot graph" in console.export_text()
+
+
 def test_run_summary_and_display_count_the_learners_intervention_transitions(tmp_path: Path) -> None:
     pytest.importorskip("rclpy")
     from rl_control.config import ExperimentConfig

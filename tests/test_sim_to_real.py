@@ -63,18 +63,19 @@ def test_demonstrations_and_learner_settings_resume_the_simulation_run(tmp_path:
     batch = TransitionBatch.from_npz(tmp_path / "demos.npz")
     assert rows == len(batch) == 60
     assert batch.obs.shape == (60, 21) and np.all(np.abs(batch.action) <= 1.0)
-    # the fine-tuning learner gets the run's own agent config (else it refuses the run), the demos at
-    # the asked share, and one torch thread
-    learner = finetune_learner(run, tmp_path / "demos.npz", 0.3)
+    # the fine-tuning learner gets the run's own agent config (else it refuses the run) with the asked
+    # update-to-data ratio, the demos at the asked share, and one torch thread
+    learner = finetune_learner(run, tmp_path / "demos.npz", 0.3, 4)
     path = emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", run, "ft", learner)
     config = load_experiment(path).learner_node
     assert config.preset == "sac" and config.torch_threads == 1 and config.demo_files
     assert config.agent.hidden_sizes == [16, 16] and config.agent.demo_fraction == 0.3
+    assert config.agent.utd_ratio == 4
     check_run_directory(run, 21, 4, config.agent)
     (run / "run.json").unlink()
     assert RunDirectory(run).read_run_info() is None
     with pytest.raises(FileNotFoundError, match=r"no run\.json"):
-        finetune_learner(run, tmp_path / "demos.npz", 0.3)
+        finetune_learner(run, tmp_path / "demos.npz", 0.3, 1)
 
 
 def test_curve_plot_is_written(tmp_path: Path) -> None:

@@ -76,6 +76,9 @@ class SimToRealSettings:
     reality_gap: str = "default"
     controller: str = ""  # the policies' contract controller (set from the trained policy)
     demo_fraction: float = 0.25
+    #: updates per arm step while fine-tuning (the simulation run's recipe has 1): the learner is capped at
+    #: this, so at 1 it idles while the arm resets; above what the CPU sustains, the achieved UTD is reported
+    finetune_utd_ratio: int = 4
     randomized_run: Path | None = None  # reuse this training run instead of training
     nominal_run: Path | None = None
     finetune: bool = True
@@ -351,10 +354,11 @@ def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     plt.close(figure)
 
 
-def finetune_learner(run_dir: Path, demos: Path, demo_fraction: float) -> dict[str, Any]:
+def finetune_learner(run_dir: Path, demos: Path, demo_fraction: float, utd_ratio: int) -> dict[str, Any]:
     """The learner_node settings resuming the simulation run ``run_dir``: its own agent config (the learner
-    refuses a run trained with other settings), ``demos`` sampled at ``demo_fraction``, one torch thread
-    (on a busy 2-core machine more threads made every update many times slower)."""
+    refuses a run trained with other settings) but ``utd_ratio`` (a schedule setting it accepts), ``demos``
+    sampled at ``demo_fraction``, one torch thread (on a busy 2-core machine more threads made every update
+    many times slower)."""
     from rl_control.learning.checkpoint import RunDirectory
 
     info = RunDirectory(run_dir).read_run_info()
@@ -363,6 +367,7 @@ def finetune_learner(run_dir: Path, demos: Path, demo_fraction: float) -> dict[s
     # an empty list is not a ROS 2 parameter value; it means "the default" for every list field
     agent = {key: value for key, value in info["config"].items() if value != []}
     agent["demo_fraction"] = demo_fraction
+    agent["utd_ratio"] = utd_ratio
     preset = info.get("metadata", {}).get("preset", TRAIN_PRESET)
     return {"preset": preset, "agent": agent, "demo_files": [str(demos)], "resume": True, "torch_threads": 1}
 
@@ -376,7 +381,7 @@ def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold
     shutil.copytree(start_run, run_dir)
     demos = settings.out_dir / "sim_transitions.npz"
     demo_rows = export_demonstrations(run_dir, demos)
-    learner = finetune_learner(run_dir, demos, settings.demo_fraction)
+    learner = finetune_learner(run_dir, demos, settings.demo_fraction, settings.finetune_utd_ratio)
     config = emulated_experiment(settings, link, run_dir, "finetune", learner)
     started = time.monotonic()
     curve = run_graph(config, "robot_finetune", minutes=settings.finetune_minutes)

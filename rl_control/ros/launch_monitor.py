@@ -1,10 +1,11 @@
 """Live progress of a running graph, for ``rl-control launch``.
 
 A small rclpy node inside the launcher process listens to the graph's own topics (transitions, learner
-progress, policies): it shows episodes, returns, updates/s and the policy version, evaluates each new
-policy deterministically in an in-process copy of the task's simulation (never touching the running
-graph), and declares success when that evaluation reaches the task's success threshold. At the end it
-exports the deterministic ONNX from the learner's run directory and evaluates that file.
+progress, policies): it shows episodes, returns, updates/s and the policy version. In a graph whose robot
+is the simulator it evaluates each new policy deterministically in an in-process copy of the task's
+simulation (never touching the running graph), and declares success when that evaluation reaches the
+task's success threshold. At the end it exports the deterministic ONNX from the learner's run directory
+and evaluates that file.
 """
 
 from __future__ import annotations
@@ -62,8 +63,16 @@ class TrainingMonitor:
     """Progress display and success detection for a launched graph."""
 
     def __init__(
-        self, config: ExperimentConfig, *, graph: str, live: bool = True, namespace: str = "/"
+        self,
+        config: ExperimentConfig,
+        *,
+        graph: str,
+        live: bool = True,
+        namespace: str = "/",
+        evaluate_policies: bool = True,
     ) -> None:
+        """``evaluate_policies``: evaluate each published policy in simulation (off for a graph driving a
+        real robot: the simulation is not that robot, and the evaluations take CPU from its learner)."""
         from rl_control.envs import make_task
         from rl_control.graph import get_graph
 
@@ -72,6 +81,7 @@ class TrainingMonitor:
         self.namespace = namespace  # the learner's: the monitor listens to its topics
         #: a graph without a learner (deploy): the display shows the actor's episodes and returns
         self.training = any(node.name == "learner_node" for node in get_graph(graph).nodes)
+        self.evaluate_policies = evaluate_policies and self.training
         self.task = make_task(config.shared.task, control_rate_hz=config.shared.control_rate_hz)
         self.console = Console(stderr=True)
         self.live_enabled = live and self.console.is_terminal
@@ -140,9 +150,10 @@ class TrainingMonitor:
             self._on_progress,
             messages.PROGRESS_QOS,
         )
-        node.create_subscription(
-            messages.UInt8MultiArray, messages.POLICY_TOPIC, self._on_policy, messages.POLICY_QOS
-        )
+        if self.evaluate_policies:
+            node.create_subscription(
+                messages.UInt8MultiArray, messages.POLICY_TOPIC, self._on_policy, messages.POLICY_QOS
+            )
         node.create_subscription(
             DiagnosticArray, messages.DIAGNOSTICS_TOPIC, self._on_diagnostics, messages.DIAGNOSTICS_QOS
         )
@@ -162,9 +173,12 @@ class TrainingMonitor:
 
         self._threads = [
             threading.Thread(target=spin, name="monitor-spin", daemon=True),
-            threading.Thread(target=self._evaluate_policies, name="monitor-eval", daemon=True),
             threading.Thread(target=self._display, name="monitor-display", daemon=True),
         ]
+        if self.evaluate_policies:
+            self._threads.append(
+                threading.Thread(target=self._evaluate_policies, name="monitor-eval", daemon=True)
+            )
         if self.live_enabled:
             self._live = Live(self._table(), console=self.console, refresh_per_second=2, transient=False)
             self._live.start()
@@ -297,7 +311,7 @@ class TrainingMonitor:
                 ("updates", f"{updates}  ({self._updates_per_s():.0f}/s)"),
                 ("policy version", str(version)),
                 ("intervention transitions", str(self._interventions)),
-                ("deterministic eval", f"v{evaluation[0]}: {evaluation[1]:.1f}" if evaluation else "-"),
+                ("deterministic eval (sim)", self._evaluation_text(evaluation)),
                 ("success threshold", f"{self.task.success_threshold:.1f}"),
             ]
             if self._actor:
@@ -317,6 +331,11 @@ class TrainingMonitor:
         for name, value in rows:
             table.add_row(name, value)
         return table
+
+    def _evaluation_text(self, evaluation: tuple[int, float] | None) -> str:
+        if not self.evaluate_policies:
+            return "off (a robot graph: see the actor's episodes)"
+        return f"v{evaluation[0]}: {evaluation[1]:.1f}" if evaluation else "-"
 
     def _deploy_table(self) -> Table:
         """Deploy graphs (no learner): the actor's episodes and returns, from its diagnostics."""
