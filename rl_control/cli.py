@@ -384,9 +384,11 @@ BENCH_FLAGS = {
     "duration_s": "--duration",
     "out_dir": "--out",
     "train_steps": "--steps",
+    "train_seed": "--train-seed",
     "finetune_minutes": "--minutes",
     "demos": "--no-demos",
     "reality_gap": "--gap",
+    "env_id": "--env",
 }
 
 
@@ -395,10 +397,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     options = {
         "preset": args.preset,
         "seeds": args.seeds,
+        "env_id": args.env_id,
         "demos": args.demos,
         "duration_s": args.duration,
         "out_dir": args.out,
         "train_steps": args.steps,
+        "train_seed": args.train_seed,
         "finetune_minutes": args.minutes,
         "runs": args.runs,
         "reality_gap": args.gap,
@@ -650,6 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, help="sample-efficiency: number of seeds (default: 3)")
     p.add_argument(
+        "--env",
+        dest="env_id",
+        help="sample-efficiency: the Gymnasium task, Pendulum-v1 (the default) or InvertedPendulum-v5",
+    )
+    p.add_argument(
         "--no-demos",
         dest="demos",
         action="store_const",
@@ -665,6 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps", type=int, help="sim-to-real: training steps per arm policy (default: 15000, the recipe)"
     )
+    p.add_argument("--train-seed", type=int, help="sim-to-real: seed of both trainings (default: 0)")
     p.add_argument("--minutes", type=float, help="sim-to-real: fine-tuning minutes, 0: none (default: 10)")
     p.add_argument(
         "--runs",

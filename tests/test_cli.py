@@ -45,6 +45,14 @@ def test_bench_names_an_unknown_preset_before_running_anything(capsys: pytest.Ca
     assert "unknown agent preset 'nope'" in err and "crossq" in err
 
 
+def test_bench_names_an_unknown_task_before_running_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "sample-efficiency", "--env", "Hopper-v5"]) == 2
+    err = capsys.readouterr().err
+    assert "--env Hopper-v5: not a benchmark task; choose one of Pendulum-v1, InvertedPendulum-v5" in err
+    with pytest.raises(SystemExit, match="--env does not apply"):
+        main(["bench", "learner", "--env", "Pendulum-v1"])
+
+
 def test_bench_names_an_unknown_reality_gap_before_running_anything(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ class SimToRealSettings:
 
     out_dir: Path = Path("runs/sim_to_real")
     train_steps: int = TRAIN_STEPS
+    train_seed: int = 0  # seed of both trainings (another seed: another pair of trained policies)
     sim_episodes: int = 20
     deploy_episodes: int = 20
     finetune_minutes: float = 10.0
@@ -155,6 +156,7 @@ def train_policies(settings: SimToRealSettings) -> dict[str, Path]:
         write_arm_demonstrations(demos, EXPERT_EPISODES, randomization=randomization)
         command = ["nice", "-n", "10", sys.executable, "-m", "rl_control.cli", "train", "--gym-env", ARM_ENV]
         command += ["--preset", TRAIN_PRESET, "--steps", str(settings.train_steps), "--torch-threads", "1"]
+        command += ["--seed", str(settings.train_seed)]
         command += [f"--agent={item}" for item in TRAIN_AGENT]
         command += [
             "--eval-every",
@@ -415,6 +417,7 @@ def bench_sim_to_real(
     finetune_minutes: float | None = None,
     runs: list[str] | None = None,
     reality_gap: str | None = None,
+    train_seed: int | None = None,
     settings: SimToRealSettings | None = None,
 ) -> dict[str, Any]:
     """Run the chain (see the module docstring); print a table unless ``json_output``; return the figures.
@@ -434,6 +437,8 @@ def bench_sim_to_real(
         settings.randomized_run, settings.nominal_run = (Path(run) for run in runs)
     if train_steps is not None:
         settings.train_steps = train_steps
+    if train_seed is not None:
+        settings.train_seed = train_seed
     if reality_gap is not None:
         from rl_control.drivers.dynamixel.emulator import REALITY_GAPS
 
@@ -450,7 +455,11 @@ def bench_sim_to_real(
     trained = train_policies(settings)
     settings.controller = trained_controller(trained["randomized"] / "policy.onnx")
     sim = sweep_policies(trained, settings)
-    result: dict[str, Any] = {"success_threshold": threshold, "reality_gap": settings.reality_gap}
+    result: dict[str, Any] = {
+        "success_threshold": threshold,
+        "reality_gap": settings.reality_gap,
+        "train_seed": settings.train_seed,
+    }
     result["sim_return"] = sim["randomized"]
     result["nominal_policy_sim_return"] = sim["nominal"]
     _save(result, settings)

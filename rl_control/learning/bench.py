@@ -10,6 +10,7 @@ import logging
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,30 @@ BENCH_ACT_DIM = 6
 BENCH_BATCH = 256
 BENCH_HIDDEN = [256, 256]
 PENDULUM_THRESHOLD = -200.0
+
+
+@dataclass(frozen=True)
+class SampleEfficiencyTask:
+    """A Gymnasium task of ``bench sample-efficiency``: its threshold, evaluation period and step caps."""
+
+    env_id: str
+    threshold: float
+    eval_every: int
+    sb3_cap: int  # (full run, --quick)
+    our_cap: int
+    quick_sb3_cap: int
+    quick_our_cap: int
+
+
+#: The tasks the benchmark knows: the pendulum of the mission and the next ones a user would try that
+#: learn within minutes on 2 CPU cores (thresholds: Gymnasium's ``reward_threshold`` where it has one).
+SAMPLE_EFFICIENCY_TASKS: dict[str, SampleEfficiencyTask] = {
+    task.env_id: task
+    for task in (
+        SampleEfficiencyTask("Pendulum-v1", PENDULUM_THRESHOLD, 200, 20_000, 6_000, 8_000, 3_000),
+        SampleEfficiencyTask("InvertedPendulum-v5", 950.0, 500, 30_000, 10_000, 15_000, 5_000),
+    )
+}
 
 
 def _import_sb3():
@@ -287,31 +312,33 @@ def _median_or_none(values: list[int | None]) -> float | None:
     return None if median == float("inf") else median
 
 
-def _sb3_steps_to_threshold(seed: int, max_steps: int, eval_every: int, eval_episodes: int) -> int | None:
+def _sb3_steps_to_threshold(
+    task: SampleEfficiencyTask, seed: int, max_steps: int, eval_episodes: int
+) -> int | None:
     import gymnasium as gym
     from stable_baselines3.common.callbacks import BaseCallback
 
     from rl_control.learning.gym_train import EVAL_SEED_OFFSET, evaluate_batched
 
     sb3, _ = _import_sb3()
-    eval_envs = [gym.make("Pendulum-v1") for _ in range(eval_episodes)]
+    eval_envs = [gym.make(task.env_id) for _ in range(eval_episodes)]
     reached: list[int] = []
 
     class _EvaluateUntilThreshold(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every:
+            if self.num_timesteps % task.eval_every:
                 return True
             returns = evaluate_batched(
                 eval_envs,
                 lambda obs: self.model.predict(obs, deterministic=True)[0],
                 seed=seed + EVAL_SEED_OFFSET,
             )
-            if float(np.mean(returns)) >= PENDULUM_THRESHOLD:
+            if float(np.mean(returns)) >= task.threshold:
                 reached.append(self.num_timesteps)
                 return False
             return True
 
-    model = sb3.SAC("MlpPolicy", gym.make("Pendulum-v1"), seed=seed, device="cpu", verbose=0)
+    model = sb3.SAC("MlpPolicy", gym.make(task.env_id), seed=seed, device="cpu", verbose=0)
     model.learn(total_timesteps=max_steps, callback=_EvaluateUntilThreshold())
     for env in eval_envs:
         env.close()
@@ -326,31 +353,33 @@ def steps_to_threshold(
     preset: str = "droq",
     demo_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
-    eval_every: int = 200,
     eval_episodes: int = 10,
+    env_id: str = "Pendulum-v1",
 ) -> tuple[int | None, float]:
-    """(env steps until the Pendulum-v1 threshold or None, wall-clock s) of ``method``.
+    """(env steps until ``env_id``'s threshold or None, wall-clock s) of ``method``.
 
     ``method`` is ``"sb3_sac"`` (SB3 SAC defaults) or ``"ours"`` (``preset`` with ``overrides``,
-    learning_starts 100 like SB3, and ``demo_file`` demonstrations if given).
+    learning_starts 100 like SB3, and ``demo_file`` demonstrations if given). ``env_id`` is one of
+    :data:`SAMPLE_EFFICIENCY_TASKS`.
     """
     from rl_control.learning.gym_train import train_gym
 
+    task = SAMPLE_EFFICIENCY_TASKS[env_id]
     start = time.perf_counter()
     if method == "sb3_sac":
-        return _sb3_steps_to_threshold(seed, cap, eval_every, eval_episodes), time.perf_counter() - start
+        return _sb3_steps_to_threshold(task, seed, cap, eval_episodes), time.perf_counter() - start
     with tempfile.TemporaryDirectory() as scratch:
         summary = train_gym(
-            "Pendulum-v1",
+            env_id,
             preset,
             steps=cap,
             run_dir=Path(scratch) / "run",
             seed=seed,
-            eval_every=eval_every,
+            eval_every=task.eval_every,
             demo_file=demo_file,
             overrides={"learning_starts": 100, **(overrides or {})},
             eval_episodes=eval_episodes,
-            stop_at_return=PENDULUM_THRESHOLD,
+            stop_at_return=task.threshold,
             progress=False,
             tensorboard=False,
             export=False,
@@ -377,24 +406,32 @@ def bench_sample_efficiency(
     overrides: dict[str, Any] | None = None,
     threads: int = 1,
     demos: bool = True,
+    env_id: str = "Pendulum-v1",
 ) -> dict[str, Any]:
-    """Environment steps until the mean deterministic return over 10 episodes of Pendulum-v1 is >= -200.
+    """Environment steps until the mean deterministic return over 10 episodes of ``env_id`` reaches its
+    threshold (Pendulum-v1: -200; the tasks: :data:`SAMPLE_EFFICIENCY_TASKS`).
 
     Rows: SB3 SAC with its defaults, then each preset of the comma-separated ``preset`` (learning_starts
-    100, as SB3, plus ``overrides``), each also with 5 scripted-expert demonstration episodes in the
-    offline buffer unless ``demos`` is False. All presets share the SB3 reference of the same run.
-    Evaluations every 200 steps on the same evaluation seeds for every method. ``quick`` runs one seed
-    with lower step caps. Every method runs with ``threads`` torch threads (1 by default: robust on a
-    shared machine).
+    100, as SB3, plus ``overrides``), on Pendulum-v1 each also with 5 scripted-expert demonstration
+    episodes in the offline buffer unless ``demos`` is False (there is no expert for the other tasks).
+    All presets share the SB3 reference of the same run. Evaluations every ``eval_every`` steps of the
+    task on the same evaluation seeds for every method. ``quick`` runs one seed with lower step caps.
+    Every method runs with ``threads`` torch threads (1 by default: robust on a shared machine).
     """
     from rl_control.learning.experts import write_pendulum_demonstrations
 
     presets = _preset_names(preset)
+    if env_id not in SAMPLE_EFFICIENCY_TASKS:
+        raise ValueError(
+            f"--env {env_id}: not a benchmark task; choose one of {', '.join(SAMPLE_EFFICIENCY_TASKS)}"
+        )
+    task = SAMPLE_EFFICIENCY_TASKS[env_id]
+    demos = demos and env_id == "Pendulum-v1"
     if threads > 0:
         torch.set_num_threads(threads)
     console = console or Console(stderr=True, quiet=json_output)
     seeds = 1 if quick else seeds
-    sb3_cap, our_cap = (8_000, 3_000) if quick else (20_000, 6_000)
+    sb3_cap, our_cap = (task.quick_sb3_cap, task.quick_our_cap) if quick else (task.sb3_cap, task.our_cap)
     # (row name, method, preset, step cap, with demonstrations)
     runs = [("sb3_sac", "sb3_sac", "", sb3_cap, False)]
     for name in presets:
@@ -417,6 +454,7 @@ def bench_sample_efficiency(
                     preset=run_preset or "sac",
                     demo_file=demo_file if with_demos else None,
                     overrides=overrides,
+                    env_id=env_id,
                 )
                 steps[name].append(reached)
                 wall[name].append(seconds)
@@ -432,13 +470,14 @@ def bench_sample_efficiency(
         "wall_clock_s": wall,
         "median_steps": medians,
         "median_steps_ratio_vs_sb3": ratios,
-        "threshold": PENDULUM_THRESHOLD,
+        "env_id": env_id,
+        "threshold": task.threshold,
         "step_caps": {run[0]: run[3] for run in runs},
         "overrides": {"learning_starts": 100, **(overrides or {})},
         "threads": torch.get_num_threads(),
         "demo_episode_returns": demo_returns,
     }
-    table = Table(title=f"Pendulum-v1: env steps until mean eval return >= {PENDULUM_THRESHOLD:.0f}")
+    table = Table(title=f"{env_id}: env steps until mean eval return >= {task.threshold:.0f}")
     for column in ("method", "steps per seed", "median", "ratio vs SB3", "target", "wall-clock s per seed"):
         table.add_column(column, justify="right")
     for name, *_, with_demos in runs:
