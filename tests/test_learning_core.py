@@ -389,3 +389,27 @@ def test_compiled_critic_loss_matches_the_eager_one(tmp_path: Path) -> None:
         torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(ours, theirs, rtol=0.0, atol=one_adam_step)
     assert compiled._critic_loss is not compiled.critic_loss  # the compiled function was used
+
+
+def test_a_failing_compilation_falls_back_to_eager_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A machine without inductor's C++ compiler: `compile: true` warns once and trains eagerly."""
+    calls = []
+
+    def broken_compile(function):
+        def compiled(*args):
+            calls.append(len(args))
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    config = preset_config("sac", compile=True, hidden_sizes=[16, 16], batch_size=16, learning_starts=10)
+    learner = Learner.create_or_resume(tmp_path / "run", OBS_DIM, ACT_DIM, config)
+    learner.add_transitions(make_batch(40))
+    with caplog.at_level("WARNING", logger="rl_control.learning.agent"):
+        metrics = learner.train(3)
+    assert learner.num_updates == 3 and np.isfinite(metrics["critic_loss"])
+    assert len(calls) == 1, "after the failure the compiled function is not tried again"
+    assert "InvalidCxxCompiler" in caplog.text and "without compiling" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -122,8 +123,11 @@ class LearnerClient:
 
 def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, probe) -> None:
     client = LearnerClient(probe)
-    with NodeProcess("learner_node", write_config(tmp_path)) as node:
+    with NodeProcess("learner_node", write_config(tmp_path, nice=5)) as node:
         assert probe.spin_until(lambda: bool(client.policies), STARTUP_S), node.output()
+        assert node.process is not None
+        niceness = os.getpriority(os.PRIO_PROCESS, node.process.pid)
+        assert niceness == min(19, os.nice(0) + 5), "the learner yields the CPU by its configured nice"
         first_version, onnx_bytes = client.latest_policy()
         policy = OnnxPolicy.from_bytes(onnx_bytes)  # the initial policy lets an actor start collecting
         assert (policy.obs_dim, policy.act_dim, policy.stochastic) == (3, 1, True)

@@ -551,6 +551,15 @@ class LearnerNodeConfig:
             "max": 256,
         },
     )
+    nice: int = field(
+        default=0,
+        metadata={
+            "help": "niceness the learner process adds to itself at start: on a robot's computer, 10 lets "
+            "the driver and the actor (left at 0) take the CPU first",
+            "min": 0,
+            "max": 19,
+        },
+    )
 
 
 @dataclass

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,27 @@ from torch import Tensor
 
 from rl_control.learning.config import AgentConfig
 from rl_control.learning.networks import Actor, CriticEnsemble, Policy, RunningNormalizer
+
+log = logging.getLogger(__name__)
+
+
+def compiled_or_eager(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``torch.compile(function)`` that falls back to ``function`` itself, with a warning, when compiling
+    fails (e.g. no C++ compiler for inductor on this machine): ``compile: true`` never stops a learner."""
+    active = torch.compile(function)
+
+    def call(*args: Tensor) -> Tensor:
+        nonlocal active
+        if active is function:
+            return function(*args)
+        try:
+            return active(*args)
+        except Exception as exc:  # inductor/dynamo raise many types; the eager call re-raises real errors
+            log.warning("torch.compile failed (%s); training continues without compiling", exc)
+            active = function
+            return function(*args)
+
+    return call
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,7 +171,7 @@ class Agent:
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr, fused=fused)
         # The critic loss dominates every update (UTD critic steps per actor step); compiled, inductor
         # fuses its elementwise work in forward and backward. See docs/learning.md for when it pays.
-        self._critic_loss = torch.compile(self.critic_loss) if config.compile else self.critic_loss
+        self._critic_loss = compiled_or_eager(self.critic_loss) if config.compile else self.critic_loss
 
     # -- acting -------------------------------------------------------------------------------
     @torch.no_grad()

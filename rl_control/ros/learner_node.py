@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -140,6 +141,8 @@ class LearnerNode:
 
         shared = config.shared
         learner_cfg = config.learner_node
+        if learner_cfg.nice:  # before the training threads start: they inherit it
+            os.nice(learner_cfg.nice)
         self._torch_threads = learner_cfg.torch_threads
         if self._torch_threads > 0:
             torch.set_num_threads(self._torch_threads)
