@@ -31,7 +31,10 @@ def test_presets_match_their_papers() -> None:
         3,
         0.5,
     )
-    assert set(PRESET_NAMES) == {"sac", "td3", "redq", "droq", "rlpd", "crossq"}
+    robot = preset_config("crossq_utd3")
+    assert (robot.algorithm, robot.utd_ratio, robot.actor_delay, robot.compile) == ("crossq", 3, 1, True)
+    assert robot.hidden_sizes == robot.critic_hidden_sizes == [128, 128]
+    assert set(PRESET_NAMES) == {"sac", "td3", "redq", "droq", "rlpd", "crossq", "crossq_utd3"}
 
 
 def test_overrides_apply_and_unknowns_are_rejected() -> None:

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -34,13 +35,15 @@ from rl_control.learning.networks import Actor, CriticEnsemble, Policy, RunningN
 
 log = logging.getLogger(__name__)
 
+Result = TypeVar("Result")
 
-def compiled_or_eager(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+
+def compiled_or_eager(function: Callable[..., Result]) -> Callable[..., Result]:
     """``torch.compile(function)`` that falls back to ``function`` itself, with a warning, when compiling
     fails (e.g. no C++ compiler for inductor on this machine): ``compile: true`` never stops a learner."""
     active = torch.compile(function)
 
-    def call(*args: Tensor) -> Tensor:
+    def call(*args: Tensor) -> Result:
         nonlocal active
         if active is function:
             return function(*args)
