@@ -311,6 +311,15 @@ class DriverNodeConfig:
             "min": 1,
         },
     )
+    reset_speed_rad_s: float = field(
+        default=1.0,
+        metadata={
+            "help": "joint speed of the move to the home pose (~/reset, the episode reset); the move takes "
+            "at most 3 s",
+            "min": 0.05,
+            "max": 10.0,
+        },
+    )
     autostart: bool = field(
         default=True, metadata={"help": "configure and activate the lifecycle node at start"}
     )

@@ -57,7 +57,6 @@ from rl_control.ros.node_utils import (
 from rl_control.ros.sim_node import BASE_FRAME, command_index
 
 NODE_NAME = "driver_node"
-RESET_SPEED_RAD_S = 1.0
 RESET_MAX_MOVE_S = 3.0  # the actor gives a reset 5 s
 RESET_SETTLE_S = 1.0
 RESET_TOLERANCE_RAD = 0.1
@@ -94,6 +93,7 @@ class DriverApp(ManagedEntity):
         self._command_index = command_index(command_joints, tuple(driver.servo_joints), task.robot)
         self._joint_names = list(robot_joints)
         self._home = np.asarray(spec.home_qpos, dtype=np.float64)[np.asarray(spec.qpos_adr)[servo_order]]
+        self._reset_speed_rad_s = driver.reset_speed_rad_s
         self._command_topic = command_topic(config.shared.controller)
         self.startup_error: str | None = None
         self.fatal_error: str | None = None
@@ -269,8 +269,8 @@ class DriverApp(ManagedEntity):
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         """Move to the home pose (position-mode servos; current-mode ones get zero torque), then answer.
 
-        The move takes at most ``RESET_MAX_MOVE_S`` plus ``RESET_SETTLE_S`` to settle within
-        ``RESET_TOLERANCE_RAD`` (the executor waits meanwhile; the bus loop keeps running)."""
+        The move runs at ``reset_speed_rad_s`` for at most ``RESET_MAX_MOVE_S``, then has ``RESET_SETTLE_S``
+        to settle within ``RESET_TOLERANCE_RAD`` (the executor waits; the bus loop keeps running)."""
         loop = self._loop
         if loop is None or not loop.enabled or loop.last_reading is None:
             response.success, response.message = False, "driver_node is not active"
@@ -279,7 +279,7 @@ class DriverApp(ManagedEntity):
         position_mode = np.array([not servo.takes_current for servo in self._servos])
         home = np.where(position_mode, self._home, 0.0)
         distance = float(np.max(np.abs(self._home - start)[position_mode], initial=0.0))
-        duration = min(RESET_MAX_MOVE_S, max(0.2, distance / RESET_SPEED_RAD_S))
+        duration = min(RESET_MAX_MOVE_S, max(0.2, distance / self._reset_speed_rad_s))
         began = time.monotonic()
         error = float("inf")
         while (elapsed := time.monotonic() - began) < duration + RESET_SETTLE_S:
