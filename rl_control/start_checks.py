@@ -3,7 +3,8 @@
 Each check calls the function the node itself runs at start, so the command and the nodes cannot disagree:
 
 - learner_node: :func:`rl_control.learning.learner.check_run_directory` (a run directory created for other
-  dimensions or an incompatible agent config, or holding checkpoints with ``resume: false``);
+  dimensions or an incompatible agent config, or holding checkpoints with ``resume: false``) and, for a
+  new run with ``start_from``, :func:`rl_control.learning.learner.check_start_run`;
 - actor_node (``policy_file`` set): :func:`rl_control.actor.policy_swap.check_policy` (dimensions, joints,
   a test inference) and the policy contract (:func:`rl_control.policy.contract.contract_check_for`).
 """
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 def learner_start_problem(config: ExperimentConfig) -> str | None:
     """Why learner_node would exit at start with this :class:`ExperimentConfig`, or ``None``."""
     from rl_control.envs.tasks import make_task
-    from rl_control.learning.learner import check_run_directory
+    from rl_control.learning.checkpoint import CheckpointError, RunDirectory
+    from rl_control.learning.learner import check_run_directory, check_start_run
 
     task = make_task(config.shared.task)
     learner = config.learner_node
@@ -34,6 +36,11 @@ def learner_start_problem(config: ExperimentConfig) -> str | None:
         )
     except (ValueError, FileExistsError) as error:
         return f"learner_node: run_dir {config.shared.run_dir}: {error}"
+    if learner.start_from and not RunDirectory(Path(config.shared.run_dir)).manifests():
+        try:
+            check_start_run(Path(learner.start_from), task.observation_dim, task.action_dim, learner.agent)
+        except (ValueError, CheckpointError) as error:
+            return f"learner_node: start_from {learner.start_from}: {error}"
     return None
 
 

@@ -239,3 +239,46 @@ def test_intervention_rows_and_their_count_survive_checkpoint_and_resume(tmp_pat
     del old["intervention_transitions"]
     newest.write_text(json.dumps(old))
     assert Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config).intervention_transitions == 0
+
+
+def test_a_new_run_starts_from_another_runs_weights_with_its_transitions_as_prior_data(
+    tmp_path: Path,
+) -> None:
+    """Fine-tuning on a robot from a simulation run: its weights, its data as prior data, a fresh replay."""
+    config = preset_config("sac", **CONFIG)
+    sim = Learner.create_or_resume(tmp_path / "sim", OBS_DIM, ACT_DIM, config, seed=1)
+    sim.add_transitions(stream(40, 0))
+    sim.train(5)
+    sim.export_onnx(stochastic=True)
+    sim.save_checkpoint()
+    sim_files = sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim").rglob("*"))
+
+    robot = Learner.create_or_resume(
+        tmp_path / "robot", OBS_DIM, ACT_DIM, config, seed=2, start_from=tmp_path / "sim"
+    )
+    for ours, theirs in zip(weights(robot), weights(sim), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0.0, atol=0.0)
+    assert (robot.num_updates, robot.policy_version) == (sim.num_updates, sim.policy_version)
+    assert len(robot.replay) == 0 and robot.env_steps == 0 and not robot.ready
+    assert robot.demo_buffer_rows == 40
+    np.testing.assert_array_equal(robot.demos.rows(0, 40).obs, stream(40, 0).obs.astype(np.float32))
+    assert robot.demos.rows(0, 40).truncated[-1] == 1.0  # no n-step return runs past the prior data
+    robot.add_transitions(stream(10, 5))
+    assert robot.ready
+    batches = robot.sample(2)
+    assert batches.demo_rows == round(config.batch_size * config.demo_fraction)
+    robot.train(1)
+    robot.save_checkpoint()
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim").rglob("*")) == sim_files  # only read
+
+    # a restart resumes the robot run itself (its prior data included), not the simulation run again
+    again = Learner.create_or_resume(
+        tmp_path / "robot", OBS_DIM, ACT_DIM, config, start_from=tmp_path / "sim"
+    )
+    assert (again.env_steps, again.demo_buffer_rows, again.num_updates) == (10, 40, robot.num_updates)
+
+    with pytest.raises(ValueError, match="no checkpoint to start from"):
+        Learner.create_or_resume(tmp_path / "other", OBS_DIM, ACT_DIM, config, start_from=tmp_path / "none")
+    wider = preset_config("sac", **{**CONFIG, "hidden_sizes": [32, 32]})
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        Learner.create_or_resume(tmp_path / "other", OBS_DIM, ACT_DIM, wider, start_from=tmp_path / "sim")

@@ -1,4 +1,4 @@
-"""The sim-to-real benchmark's pieces that need no ROS graph: experiment files, demonstrations, the plot."""
+"""The sim-to-real benchmark's pieces that need no ROS graph: experiment files, fine-tuning start, plot."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from rl_control.benchmarks.sim_to_real import (
     EpisodeLog,
     SimToRealSettings,
     emulated_experiment,
-    export_demonstrations,
     finetune_learner,
     plot_curve,
 )
 from rl_control.cli import main as cli_main
 from rl_control.config import load_experiment
+from rl_control.learning import Learner
+from rl_control.learning.gym_train import train_gym
 from rl_control.transitions import TransitionBatch
 
 
@@ -41,10 +42,9 @@ def test_emulated_experiment_is_the_arm_file_with_the_emulator_and_learner_setti
     assert config.has_driver and config.shared.task == "arm_reach"
 
 
-def test_demonstrations_and_learner_settings_resume_the_simulation_run(tmp_path: Path) -> None:
+def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) -> None:
     from rl_control.learning.checkpoint import RunDirectory
-    from rl_control.learning.gym_train import train_gym
-    from rl_control.learning.learner import check_run_directory
+    from rl_control.start_checks import learner_start_problem
 
     run = tmp_path / "run"
     train_gym(
@@ -59,23 +59,38 @@ def test_demonstrations_and_learner_settings_resume_the_simulation_run(tmp_path:
         tensorboard=False,
         export=False,
     )
-    rows = export_demonstrations(run, tmp_path / "demos.npz")
-    batch = TransitionBatch.from_npz(tmp_path / "demos.npz")
-    assert rows == len(batch) == 60
-    assert batch.obs.shape == (60, 21) and np.all(np.abs(batch.action) <= 1.0)
     # the fine-tuning learner gets the run's own agent config (else it refuses the run) with the asked
-    # update-to-data ratio, the demos at the asked share, and one torch thread
-    learner = finetune_learner(run, tmp_path / "demos.npz", 0.3, 4)
-    path = emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", run, "ft", learner)
-    config = load_experiment(path).learner_node
-    assert config.preset == "sac" and config.torch_threads == 1 and config.demo_files
-    assert config.agent.hidden_sizes == [16, 16] and config.agent.demo_fraction == 0.3
-    assert config.agent.utd_ratio == 4
-    check_run_directory(run, 21, 4, config.agent)
+    # update-to-data ratio and share of prior data, the run to start from, and one torch thread
+    learner = finetune_learner(run, 0.3, 4)
+    new_run = tmp_path / "finetune_run"
+    path = emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", new_run, "ft", learner)
+    config = load_experiment(path)
+    assert config.learner_node.preset == "sac" and config.learner_node.torch_threads == 1
+    assert config.learner_node.start_from == str(run)
+    assert (
+        config.learner_node.agent.hidden_sizes == [16, 16] and config.learner_node.agent.demo_fraction == 0.3
+    )
+    assert config.learner_node.agent.utd_ratio == 4
+    assert learner_start_problem(config) is None  # what config check and learner_node run at start
+    fine_tuning = Learner.create_or_resume(
+        new_run, 21, 4, config.learner_node.agent, start_from=Path(config.learner_node.start_from)
+    )
+    assert fine_tuning.demo_buffer_rows == 60 and len(fine_tuning.replay) == 0  # the sim data: prior data
+
+    other = {**learner, "agent": {**learner["agent"], "hidden_sizes": [32, 32]}}
+    config = load_experiment(
+        emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", tmp_path / "x", "x", other)
+    )
+    problem = learner_start_problem(config)
+    assert (
+        problem is not None
+        and problem.startswith(f"learner_node: start_from {run}")
+        and "hidden_sizes" in problem
+    )
     (run / "run.json").unlink()
     assert RunDirectory(run).read_run_info() is None
     with pytest.raises(FileNotFoundError, match=r"no run\.json"):
-        finetune_learner(run, tmp_path / "demos.npz", 0.3, 1)
+        finetune_learner(run, 0.3, 1)
 
 
 def test_curve_plot_is_written(tmp_path: Path) -> None:

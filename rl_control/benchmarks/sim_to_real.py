@@ -9,8 +9,9 @@ The chain, each step a real process as a user would run it:
 3. deploy each on the emulated arm (``rl-control emulate dynamixel`` + the ``deploy`` graph with
    ``driver_node``, reality gap ``default``): the mean of the actor's episode returns;
 4. fine-tune the policy that falls short on the emulated arm with the ``robot_finetune`` graph in real
-   time: the learner resumes the simulation run (actor, critics, normalizer) with the simulation
-   transitions as demonstrations sampled at ``demo_fraction`` of each minibatch; episodes reset through
+   time: a new learner run starts from the simulation run (``learner_node.start_from``: actor, critics,
+   normalizer) with the simulation transitions as prior data sampled at ``demo_fraction`` of each
+   minibatch and ``finetune_utd_ratio`` updates per arm step; episodes reset through
    ``/driver_node/reset``; then deploy the fine-tuned policy again (``emulated_return_after``).
 
 Figures come from the actor's ``/diagnostics`` (``episodes``, ``last_episode_return``,
@@ -321,23 +322,6 @@ def stop_graph(launcher: subprocess.Popen[bytes]) -> None:
         launcher.wait(timeout=10)
 
 
-def export_demonstrations(run_dir: Path, out: Path) -> int:
-    """Write the transitions stored in the simulation run ``run_dir`` as a demonstration file; the count."""
-    from rl_control.learning.checkpoint import RunDirectory
-    from rl_control.learning.config import AgentConfig
-    from rl_control.learning.learner import Learner
-
-    info = RunDirectory(run_dir).read_run_info()
-    if info is None:
-        raise FileNotFoundError(f"{run_dir}: no run.json; is it a training run directory?")
-    config = AgentConfig.from_dict(info["config"])
-    learner = Learner.create_or_resume(run_dir, int(info["obs_dim"]), int(info["act_dim"]), config)
-    replay = learner.replay
-    batch = replay.rows(replay.total_added - len(replay), replay.total_added)
-    batch.to_npz(out)
-    return len(batch)
-
-
 def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     """The fine-tuning return curve (episode return against wall-clock minutes), threshold dashed."""
     import matplotlib
@@ -356,34 +340,31 @@ def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     plt.close(figure)
 
 
-def finetune_learner(run_dir: Path, demos: Path, demo_fraction: float, utd_ratio: int) -> dict[str, Any]:
-    """The learner_node settings resuming the simulation run ``run_dir``: its own agent config (the learner
-    refuses a run trained with other settings) but ``utd_ratio`` (a schedule setting it accepts), ``demos``
-    sampled at ``demo_fraction``, one torch thread (on a busy 2-core machine more threads made every update
-    many times slower)."""
+def finetune_learner(start_run: Path, demo_fraction: float, utd_ratio: int) -> dict[str, Any]:
+    """The learner_node settings of fine-tuning from the simulation run ``start_run`` (``start_from``:
+    its weights, its transitions as prior data sampled at ``demo_fraction``): its own agent config (the
+    learner refuses a run trained with other settings) but ``utd_ratio`` (a schedule setting it accepts),
+    one torch thread (on a busy 2-core machine more threads made every update many times slower)."""
     from rl_control.learning.checkpoint import RunDirectory
 
-    info = RunDirectory(run_dir).read_run_info()
+    info = RunDirectory(start_run).read_run_info()
     if info is None:
-        raise FileNotFoundError(f"{run_dir}: no run.json; is it a training run directory?")
+        raise FileNotFoundError(f"{start_run}: no run.json; is it a training run directory?")
     # an empty list is not a ROS 2 parameter value; it means "the default" for every list field
     agent = {key: value for key, value in info["config"].items() if value != []}
     agent["demo_fraction"] = demo_fraction
     agent["utd_ratio"] = utd_ratio
     preset = info.get("metadata", {}).get("preset", TRAIN_PRESET)
-    return {"preset": preset, "agent": agent, "demo_files": [str(demos)], "resume": True, "torch_threads": 1}
+    return {"preset": preset, "agent": agent, "start_from": str(start_run), "torch_threads": 1}
 
 
 def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold: float) -> dict[str, Any]:
-    """Fine-tune a copy of ``start_run`` on the emulated arm; the curve, the intervention count and the
-    deterministic return of the fine-tuned policy."""
+    """Fine-tune from ``start_run`` on the emulated arm (a new run, ``finetune_run``); the curve, the
+    intervention count and the deterministic return of the fine-tuned policy."""
     run_dir = settings.out_dir / "finetune_run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    shutil.copytree(start_run, run_dir)
-    demos = settings.out_dir / "sim_transitions.npz"
-    demo_rows = export_demonstrations(run_dir, demos)
-    learner = finetune_learner(run_dir, demos, settings.demo_fraction, settings.finetune_utd_ratio)
+    learner = finetune_learner(start_run, settings.demo_fraction, settings.finetune_utd_ratio)
     config = emulated_experiment(settings, link, run_dir, "finetune", learner)
     started = time.monotonic()
     curve = run_graph(config, "robot_finetune", minutes=settings.finetune_minutes)
@@ -399,7 +380,6 @@ def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold
         "finetune_minutes": minutes,
         "finetune_episode_returns": curve.returns,
         "interventions": curve.interventions,
-        "sim_transitions": demo_rows,
         "emulated_return_after": after.mean,
     }
 

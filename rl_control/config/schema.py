@@ -535,6 +535,14 @@ class LearnerNodeConfig:
     resume: bool = field(
         default=True, metadata={"help": "resume from the run directory if it has a checkpoint"}
     )
+    start_from: str = field(
+        default="",
+        metadata={
+            "help": "a training run directory to begin from when run_dir holds no checkpoint yet (e.g. "
+            "fine-tuning on the robot from the simulation run): its weights, with its transitions as prior "
+            "data sampled at agent.demo_fraction; the new transitions fill a fresh replay"
+        },
+    )
     max_abs_reward: float = field(
         default=1000.0,
         metadata={

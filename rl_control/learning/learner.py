@@ -115,8 +115,10 @@ class Learner:
         metadata: dict[str, str] | None = None,
         seed: int = 0,
         resume: bool = True,
+        start_from: Path | None = None,
     ) -> Learner:
-        """Resume the newest good checkpoint in ``run_dir`` (skipping corrupt ones), else start fresh.
+        """Resume the newest good checkpoint in ``run_dir`` (skipping corrupt ones), else start fresh, or,
+        with ``start_from``, from that other run (see :meth:`start_from_run`).
 
         A checkpoint is intact when its manifest and state file pass their checks and its weights are
         finite; a damaged replay or demonstration chunk costs only its own rows (counted in
@@ -133,14 +135,22 @@ class Learner:
         manifests = run.manifests()
         merged_metadata = {**(info or {}).get("metadata", {}), **(metadata or {})}
         learner = cls(run_dir, obs_dim, act_dim, config, merged_metadata, seed)
+        if start_from is not None and not manifests:
+            check_start_run(start_from, obs_dim, act_dim, config)
         run.write_run_info(learner.run_info())
-        if not manifests:
-            return learner
+        if manifests:
+            learner._restore_newest(manifests)
+        elif start_from is not None:
+            learner.start_from_run(start_from)
+        return learner
+
+    def _restore_newest(self, manifests: list[Path]) -> None:
+        """Restore the newest intact checkpoint of ``manifests`` (newest first)."""
         problems = []
         for manifest_path in manifests:
             try:
-                manifest, state = run.load_checkpoint(manifest_path, learner.device)
-                learner._restore(manifest, state)
+                manifest, state = self.run.load_checkpoint(manifest_path, self.device)
+                self._restore(manifest, state)
             except CheckpointError as error:
                 log.warning("skipping checkpoint %s: %s", manifest_path.name, error)
                 problems.append(str(error))
@@ -150,9 +160,49 @@ class Learner:
                     "resumed from older checkpoint %s after %d bad one(s)", manifest_path.name, len(problems)
                 )
             else:
-                log.info("resumed %s at %d updates", manifest_path.name, learner.num_updates)
-            return learner
-        raise CheckpointError(f"{run_dir}: no intact checkpoint to resume: " + "; ".join(problems))
+                log.info("resumed %s at %d updates", manifest_path.name, self.num_updates)
+            return
+        raise CheckpointError(f"{self.run.root}: no intact checkpoint to resume: " + "; ".join(problems))
+
+    def start_from_run(self, source: Path) -> int:
+        """Begin this new run where run ``source`` is (e.g. fine-tuning on a robot from a simulation run).
+
+        Takes the newest intact checkpoint of ``source``: its weights, optimizer state, temperature,
+        observation statistics, update count and policy version; its transitions (replay and
+        demonstrations) become this run's demonstration buffer, the prior data sampled at
+        ``demo_fraction`` of each minibatch (RLPD-style), while this run's replay starts empty and holds
+        only the new transitions. ``source`` is only read. Returns the number of prior transitions.
+        """
+        if self.env_steps or self.num_updates or self.demos.total_added:
+            raise ValueError(f"{self.run.root}: start_from_run needs a new learner (this one holds data)")
+        donor = Learner(source, self.obs_dim, self.act_dim, self.config, {}, seed=0)
+        donor._restore_newest(donor.run.manifests())
+        self.agent.load_state_dict(copy.deepcopy(donor.agent.state_dict()))
+        self.num_updates, self.policy_version = donor.num_updates, donor.policy_version
+        parts = []
+        if len(donor.replay):
+            parts.append(
+                donor.replay.rows(donor.replay.total_added - len(donor.replay), donor.replay.total_added)
+            )
+        if donor.demos.total_added:
+            parts.append(donor.demos.rows(0, donor.demos.total_added))
+        for part in parts:  # the parts were never consecutive: no n-step return runs across a seam
+            if part.terminated[-1] == 0:
+                part.truncated[-1] = 1.0
+        prior = TransitionBatch.concatenate(parts) if parts else None
+        if prior is not None:
+            self._append_demos(prior)
+            self._demo_chunks.append(self.run.write_chunk("demos", "prior_0000", prior))
+            self._saved_demo_total = self.demos.total_added
+        rows = 0 if prior is None else len(prior)
+        log.info(
+            "started from %s at %d updates (policy version %d): %d of its transitions as prior data",
+            source,
+            self.num_updates,
+            self.policy_version,
+            rows,
+        )
+        return rows
 
     def run_info(self) -> dict[str, Any]:
         """The run description (``run.json``, also copied into every checkpoint manifest)."""
@@ -544,6 +594,15 @@ def check_run_directory(
             f"{run_dir} already holds checkpoints; resume it or choose another run directory"
         )
     return info
+
+
+def check_start_run(source: Path, obs_dim: int, act_dim: int, config: AgentConfig) -> None:
+    """What :meth:`Learner.start_from_run` refuses before loading anything (``rl-control config check``
+    runs it too): ``ValueError`` for a ``source`` that is no training run with a checkpoint, or was made
+    for other dimensions or an incompatible agent config."""
+    info = check_run_directory(source, obs_dim, act_dim, config)
+    if info is None or not RunDirectory(source).manifests():
+        raise ValueError(f"{source}: no checkpoint to start from; is it a training run directory?")
 
 
 def _check_compatible(

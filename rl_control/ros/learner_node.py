@@ -179,6 +179,7 @@ class LearnerNode:
                 metadata=metadata,
                 seed=shared.seed,
                 resume=learner_cfg.resume,
+                start_from=Path(learner_cfg.start_from) if learner_cfg.start_from else None,
             )
         except CheckpointError as exc:  # checkpoints exist but none is intact: a setup error, not a crash
             raise ValueError(f"run_dir {self._run_dir}: {exc}") from exc
