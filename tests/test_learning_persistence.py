@@ -260,7 +260,8 @@ def test_a_new_run_starts_from_another_runs_weights_with_its_transitions_as_prio
         torch.testing.assert_close(ours, theirs, rtol=0.0, atol=0.0)
     assert (robot.num_updates, robot.policy_version) == (sim.num_updates, sim.policy_version)
     assert len(robot.replay) == 0 and robot.env_steps == 0 and not robot.ready
-    assert robot.demo_buffer_rows == 40
+    assert robot.demo_buffer_rows == robot.prior_rows == 40 and robot.num_demonstrations == 0
+    assert robot.started_from == tmp_path / "sim"
     np.testing.assert_array_equal(robot.demos.rows(0, 40).obs, stream(40, 0).obs.astype(np.float32))
     assert robot.demos.rows(0, 40).truncated[-1] == 1.0  # no n-step return runs past the prior data
     robot.add_transitions(stream(10, 5))
@@ -276,6 +277,7 @@ def test_a_new_run_starts_from_another_runs_weights_with_its_transitions_as_prio
         tmp_path / "robot", OBS_DIM, ACT_DIM, config, start_from=tmp_path / "sim"
     )
     assert (again.env_steps, again.demo_buffer_rows, again.num_updates) == (10, 40, robot.num_updates)
+    assert again.prior_rows == 40 and again.started_from is None
 
     with pytest.raises(ValueError, match="no checkpoint to start from"):
         Learner.create_or_resume(tmp_path / "other", OBS_DIM, ACT_DIM, config, start_from=tmp_path / "none")

@@ -93,8 +93,12 @@ class Learner:
         self._saved_demo_total = 0  # demonstration-buffer rows written to demo chunks
         #: Intervention rows received (stored in the replay and kept in the demonstration buffer).
         self.intervention_transitions = 0
-        #: Of the demonstration buffer's rows, those kept from interventions (the rest: demonstration files).
+        #: Of the demonstration buffer's rows, those kept from interventions and those of the run this one
+        #: started from (:meth:`start_from_run`); the rest come from demonstration files.
         self.intervention_demos = 0
+        self.prior_rows = 0
+        #: The run this learner started from in this process (None: fresh, or resumed its own run).
+        self.started_from: Path | None = None
         #: Training chunks whose update diverged (non-finite loss or weights) and were rolled back.
         self.rollbacks = 0
         #: Rows lost to damaged replay/demonstration chunks when this learner was resumed.
@@ -192,17 +196,12 @@ class Learner:
         prior = TransitionBatch.concatenate(parts) if parts else None
         if prior is not None:
             self._append_demos(prior)
-            self._demo_chunks.append(self.run.write_chunk("demos", "prior_0000", prior))
+            entry = self.run.write_chunk("demos", "prior_0000", prior)
+            self._demo_chunks.append({**entry, "prior": len(prior)})
             self._saved_demo_total = self.demos.total_added
-        rows = 0 if prior is None else len(prior)
-        log.info(
-            "started from %s at %d updates (policy version %d): %d of its transitions as prior data",
-            source,
-            self.num_updates,
-            self.policy_version,
-            rows,
-        )
-        return rows
+            self.prior_rows = len(prior)
+        self.started_from = Path(source)
+        return self.prior_rows
 
     def run_info(self) -> dict[str, Any]:
         """The run description (``run.json``, also copied into every checkpoint manifest)."""
@@ -275,8 +274,9 @@ class Learner:
 
     @property
     def num_demonstrations(self) -> int:
-        """Rows from demonstration files in the demonstration buffer (interventions not counted)."""
-        return self.demos.total_added - self.intervention_demos
+        """Rows from demonstration files in the demonstration buffer (interventions and prior data not
+        counted)."""
+        return self.demos.total_added - self.intervention_demos - self.prior_rows
 
     @property
     def demo_buffer_rows(self) -> int:
@@ -453,13 +453,14 @@ class Learner:
         self._restore_replay(manifest["replay_chunks"], manifest["replay_total"])
         self.demos = ReplayBuffer(1, self.obs_dim, self.act_dim)
         self._demo_chunks = []
-        self.intervention_demos = 0
+        self.intervention_demos = self.prior_rows = 0
         for entry in manifest["demo_chunks"]:
             batch = self._read_chunk_or_count_loss(entry)
             if batch is not None:
                 self._append_demos(batch)
                 self._demo_chunks.append(entry)
                 self.intervention_demos += int(entry.get("interventions", 0))
+                self.prior_rows += int(entry.get("prior", 0))
         self._saved_demo_total = self.demos.total_added
         self.intervention_transitions = int(manifest.get("intervention_transitions", 0))
         self.num_updates = manifest["num_updates"]

@@ -187,7 +187,13 @@ class LearnerNode:
         self._stream = StreamState.from_json(self._learner.stream_state)
         if self._learner.lost_rows:
             self._log.warning(f"{self._learner.lost_rows} stored transitions lost to damaged replay chunks")
-        if resumed:
+        if self._learner.started_from is not None:
+            self._log.info(
+                f"started from {self._learner.started_from}: {self._learner.num_updates} updates, policy "
+                f"version {self._learner.policy_version}, {self._learner.prior_rows} of its transitions as "
+                "prior data"
+            )
+        elif resumed:
             self._log.info(
                 f"resumed from {self._run_dir}: {self._learner.env_steps} env steps, "
                 f"{self._learner.num_updates} updates, policy version {self._learner.policy_version}, "
