@@ -39,7 +39,7 @@ class SampleEfficiencyTask:
     env_id: str
     threshold: float
     eval_every: int
-    sb3_cap: int  # (full run, --quick)
+    sb3_cap: int
     our_cap: int
     quick_sb3_cap: int
     quick_our_cap: int
