@@ -139,11 +139,12 @@ def slow_policy(version: int) -> tuple[bytes, float]:
 
 
 _HUGE_PUBLISHER = """
-import array, sys, time
+import array, os, sys, time
 import rclpy
 from std_msgs.msg import MultiArrayDimension, UInt8MultiArray
 from rl_control.ros.messages import POLICY_QOS, POLICY_TOPIC
 size, hold_s = int(sys.argv[1]), float(sys.argv[2])
+os.nice(19)
 rclpy.init()
 node = rclpy.create_node("huge_policy_publisher")
 publisher = node.create_publisher(UInt8MultiArray, POLICY_TOPIC, POLICY_QOS)
@@ -160,9 +161,10 @@ time.sleep(hold_s)
 class HugePolicyPublisher:
     """A child process that publishes one ``size``-byte (not ONNX) policy message after 2 s of discovery.
 
-    A process of its own, so the publishing side's serialization never stalls the process measuring the
-    actor's commands. Use as a context manager; :meth:`published_at` is the publish time
-    (``time.monotonic``, the same clock in every process of the machine).
+    A process of its own at the lowest priority: it stands for a sender on another machine, so neither its
+    serialization nor its sending takes CPU time from the actor or the process measuring the actor's
+    commands on a 2-core machine (the receiving side is what is measured). Use as a context manager;
+    :meth:`published_at` is the publish time (``time.monotonic``, the same clock in every process).
     """
 
     def __init__(self, size: int, hold_s: float = 10.0) -> None:
