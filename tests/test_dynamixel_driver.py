@@ -129,6 +129,37 @@ def test_cycle_reads_si_units_and_commands_move_the_arm(arm_config, emulator: Pt
     assert not any(f.torque_on for f in emulator.bus.servos.values()), "close() turns the torque off"
 
 
+def test_move_home_reports_a_joint_that_stops_short_and_its_tolerance_decides(
+    arm_config, emulator: PtyServer
+) -> None:
+    """The episode reset without a simulator: back home at a limited speed, checked against the tolerance."""
+    bus = started(arm_config, emulator)
+    readings: list[JointReading] = []
+    loop = DriverLoop(bus, readings.append)
+    bus.set_torque(True)
+    loop.enable(True)
+    loop.start()
+    position_mode = np.ones(4, dtype=bool)
+    try:
+        assert wait_for(lambda: len(readings) > 5, 2.0)
+        home = readings[-1].position.copy()
+        away = home.copy()
+        away[[0, 3]] += 0.4
+        loop.set_command(away)
+        assert wait_for(lambda: abs(readings[-1].position[0] - away[0]) < 0.05, 3.0)
+        assert loop.move_home(home, position_mode, speed_rad_s=2.0, tolerance_rad=0.05) == ""
+        np.testing.assert_allclose(readings[-1].position[[0, 3]], home[[0, 3]], atol=0.05)
+
+        beyond = home.copy()  # a home pose past the base's limit: the servo stops 0.3 rad short of it
+        beyond[0] = bus.servos[0].position_max_rad + 0.3
+        problem = loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.1)
+        assert problem.startswith("home pose not reached: 0.3") and "tolerance 0.1 rad" in problem, problem
+        assert loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.4) == ""
+    finally:
+        loop.stop()
+        bus.close()
+
+
 def test_command_timeout_holds_the_measured_position(arm_config, emulator: PtyServer) -> None:
     bus = started(arm_config, emulator, command_timeout_s=0.2)
     readings: list[JointReading] = []

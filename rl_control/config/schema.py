@@ -320,6 +320,15 @@ class DriverNodeConfig:
             "max": 10.0,
         },
     )
+    reset_tolerance_rad: float = field(
+        default=0.1,
+        metadata={
+            "help": "the reset succeeds once every position-mode joint is this close to the home pose "
+            "(within 1 s after the move); an arm whose friction stops it short needs more",
+            "min": 0.005,
+            "max": 1.0,
+        },
+    )
     autostart: bool = field(
         default=True, metadata={"help": "configure and activate the lifecycle node at start"}
     )

@@ -57,9 +57,6 @@ from rl_control.ros.node_utils import (
 from rl_control.ros.sim_node import BASE_FRAME, command_index
 
 NODE_NAME = "driver_node"
-RESET_MAX_MOVE_S = 3.0  # the actor gives a reset 5 s
-RESET_SETTLE_S = 1.0
-RESET_TOLERANCE_RAD = 0.1
 
 
 class DriverApp(ManagedEntity):
@@ -94,6 +91,7 @@ class DriverApp(ManagedEntity):
         self._joint_names = list(robot_joints)
         self._home = np.asarray(spec.home_qpos, dtype=np.float64)[np.asarray(spec.qpos_adr)[servo_order]]
         self._reset_speed_rad_s = driver.reset_speed_rad_s
+        self._reset_tolerance_rad = driver.reset_tolerance_rad
         self._command_topic = command_topic(config.shared.controller)
         self.startup_error: str | None = None
         self.fatal_error: str | None = None
@@ -267,35 +265,15 @@ class DriverApp(ManagedEntity):
         return response
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """Move to the home pose (position-mode servos; current-mode ones get zero torque), then answer.
-
-        The move runs at ``reset_speed_rad_s`` for at most ``RESET_MAX_MOVE_S``, then has ``RESET_SETTLE_S``
-        to settle within ``RESET_TOLERANCE_RAD`` (the executor waits; the bus loop keeps running)."""
+        """Move to the home pose (:meth:`DriverLoop.move_home`), then answer (the executor waits)."""
         loop = self._loop
-        if loop is None or not loop.enabled or loop.last_reading is None:
+        if loop is None:
             response.success, response.message = False, "driver_node is not active"
             return response
-        start = loop.last_reading.position.copy()
         position_mode = np.array([not servo.takes_current for servo in self._servos])
-        home = np.where(position_mode, self._home, 0.0)
-        distance = float(np.max(np.abs(self._home - start)[position_mode], initial=0.0))
-        duration = min(RESET_MAX_MOVE_S, max(0.2, distance / self._reset_speed_rad_s))
-        began = time.monotonic()
-        error = float("inf")
-        while (elapsed := time.monotonic() - began) < duration + RESET_SETTLE_S:
-            fraction = min(1.0, elapsed / duration)
-            loop.set_command(np.where(position_mode, start + fraction * (self._home - start), home))
-            reading = loop.last_reading
-            assert reading is not None  # checked above; never reset to None
-            error = float(np.max(np.abs(reading.position - self._home)[position_mode], initial=0.0))
-            if fraction >= 1.0 and error < RESET_TOLERANCE_RAD:
-                response.success, response.message = True, "at the home pose"
-                return response
-            time.sleep(1.0 / self._settings.state_rate_hz)
-        response.success = False
-        response.message = (
-            f"home pose not reached: {error:.3f} rad away after {duration + RESET_SETTLE_S:g} s"
-        )
+        speed, tolerance = self._reset_speed_rad_s, self._reset_tolerance_rad
+        problem = loop.move_home(self._home, position_mode, speed, tolerance)
+        response.success, response.message = not problem, problem or "at the home pose"
         return response
 
     def _diagnostic_status(self) -> list[tuple[str, Status]]:

@@ -485,6 +485,12 @@ class DynamixelBus:
         self.is_open = False
 
 
+#: The move home (:meth:`DriverLoop.move_home`, the episode reset) takes at most this long (the actor gives
+#: a reset 5 s), then has ``HOME_SETTLE_S`` to settle.
+HOME_MAX_MOVE_S = 3.0
+HOME_SETTLE_S = 1.0
+
+
 class DriverLoop:
     """The driver's cycle at ``state_rate_hz`` in a thread: read, publish, write goals, check errors.
 
@@ -550,6 +556,37 @@ class DriverLoop:
         return (
             self._command is not None
             and time.monotonic() - self._command_time_s <= self._settings.command_timeout_s
+        )
+
+    def move_home(
+        self, home: np.ndarray, position_mode: np.ndarray, speed_rad_s: float, tolerance_rad: float
+    ) -> str:
+        """Move the position-mode servos to ``home`` (servo order) at ``speed_rad_s``, the others at zero
+        current; "" once every position-mode joint is within ``tolerance_rad``, else why not.
+
+        Blocks the caller (the bus loop keeps running): the move takes at most ``HOME_MAX_MOVE_S``, then
+        the arm has ``HOME_SETTLE_S`` to come within the tolerance."""
+        reading = self.last_reading
+        if not self.enabled or reading is None:
+            return "the driver is not active"
+        start = reading.position.copy()
+        goals_at_rest = np.where(position_mode, home, 0.0)
+        distance = float(np.max(np.abs(home - start)[position_mode], initial=0.0))
+        duration = min(HOME_MAX_MOVE_S, max(0.2, distance / speed_rad_s))
+        began = time.monotonic()
+        error = float("inf")
+        while (elapsed := time.monotonic() - began) < duration + HOME_SETTLE_S:
+            fraction = min(1.0, elapsed / duration)
+            self.set_command(np.where(position_mode, start + fraction * (home - start), goals_at_rest))
+            reading = self.last_reading
+            assert reading is not None  # never reset to None once set
+            error = float(np.max(np.abs(reading.position - home)[position_mode], initial=0.0))
+            if fraction >= 1.0 and error < tolerance_rad:
+                return ""
+            time.sleep(self._period_s)
+        return (
+            f"home pose not reached: {error:.3f} rad away after {duration + HOME_SETTLE_S:g} s "
+            f"(tolerance {tolerance_rad:g} rad)"
         )
 
     def start(self) -> None:
