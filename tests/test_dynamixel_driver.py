@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,24 @@ def started(arm_config, emulator: PtyServer, **settings) -> DynamixelBus:
     return bus
 
 
+@contextmanager
+def running(
+    arm_config, emulator: PtyServer, **settings
+) -> Iterator[tuple[DynamixelBus, DriverLoop, list[JointReading]]]:
+    """A started bus with torque on and its loop running and enabled; readings collected; closed after."""
+    bus = started(arm_config, emulator, **settings)
+    readings: list[JointReading] = []
+    loop = DriverLoop(bus, readings.append)
+    bus.set_torque(True)
+    loop.enable(True)
+    loop.start()
+    try:
+        yield bus, loop, readings
+    finally:
+        loop.stop()
+        bus.close()
+
+
 def test_missing_port_names_it_with_the_usual_fixes(arm_config, tmp_path: Path) -> None:
     bus = make_bus(arm_config, str(tmp_path / "ttyUSB7"))
     with pytest.raises(DriverStartupError) as error:
@@ -105,13 +124,7 @@ def test_configure_writes_modes_limits_and_return_delay(arm_config, emulator: Pt
 
 
 def test_cycle_reads_si_units_and_commands_move_the_arm(arm_config, emulator: PtyServer) -> None:
-    bus = started(arm_config, emulator)
-    readings: list[JointReading] = []
-    loop = DriverLoop(bus, readings.append)
-    bus.set_torque(True)
-    loop.enable(True)
-    loop.start()
-    try:
+    with running(arm_config, emulator) as (bus, loop, readings):
         time.sleep(0.5)
         assert len(readings) > 0.5 * RATE_HZ * 0.5, f"{len(readings)} readings in 0.5 s at {RATE_HZ} Hz"
         truth = emulator.bus.joint_positions()
@@ -123,9 +136,6 @@ def test_cycle_reads_si_units_and_commands_move_the_arm(arm_config, emulator: Pt
         time.sleep(1.5)
         np.testing.assert_allclose(readings[-1].position[[0, 3]], target[[0, 3]], atol=0.05)
         assert bus.counters.write_failures == 0 and bus.counters.command_latencies_s
-    finally:
-        loop.stop()
-        bus.close()
     assert not any(f.torque_on for f in emulator.bus.servos.values()), "close() turns the torque off"
 
 
@@ -133,14 +143,8 @@ def test_move_home_reports_a_joint_that_stops_short_and_its_tolerance_decides(
     arm_config, emulator: PtyServer
 ) -> None:
     """The episode reset without a simulator: back home at a limited speed, checked against the tolerance."""
-    bus = started(arm_config, emulator)
-    readings: list[JointReading] = []
-    loop = DriverLoop(bus, readings.append)
-    bus.set_torque(True)
-    loop.enable(True)
-    loop.start()
-    position_mode = np.ones(4, dtype=bool)
-    try:
+    with running(arm_config, emulator) as (bus, loop, readings):
+        position_mode = np.ones(4, dtype=bool)
         assert wait_for(lambda: len(readings) > 5, 2.0)
         home = readings[-1].position.copy()
         away = home.copy()
@@ -155,19 +159,10 @@ def test_move_home_reports_a_joint_that_stops_short_and_its_tolerance_decides(
         problem = loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.1)
         assert problem.startswith("home pose not reached: 0.3") and "tolerance 0.1 rad" in problem, problem
         assert loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.4) == ""
-    finally:
-        loop.stop()
-        bus.close()
 
 
 def test_command_timeout_holds_the_measured_position(arm_config, emulator: PtyServer) -> None:
-    bus = started(arm_config, emulator, command_timeout_s=0.2)
-    readings: list[JointReading] = []
-    loop = DriverLoop(bus, readings.append)
-    bus.set_torque(True)
-    loop.enable(True)
-    loop.start()
-    try:
+    with running(arm_config, emulator, command_timeout_s=0.2) as (_, loop, readings):
         time.sleep(0.3)
         start = readings[-1].position.copy()
         goal = start.copy()
@@ -185,19 +180,10 @@ def test_command_timeout_holds_the_measured_position(arm_config, emulator: PtySe
             assert not loop.timed_out
             loop.set_command(start)
         assert readings[-1].position[0] < (held + start[0]) / 2, "the base did not head back to the new goal"
-    finally:
-        loop.stop()
-        bus.close()
 
 
 def test_silent_servo_fault_state_safe_behaviour_and_recovery(arm_config, emulator: PtyServer) -> None:
-    bus = started(arm_config, emulator, failures_before_error=3, retries=1)
-    readings: list[JointReading] = []
-    loop = DriverLoop(bus, readings.append)
-    bus.set_torque(True)
-    loop.enable(True)
-    loop.start()
-    try:
+    with running(arm_config, emulator, failures_before_error=3, retries=1) as (bus, loop, readings):
         time.sleep(0.3)
         emulator.bus.set_fault(3, "silent", True)
         assert wait_for(lambda: loop.in_fault, 3.0), (
@@ -212,9 +198,6 @@ def test_silent_servo_fault_state_safe_behaviour_and_recovery(arm_config, emulat
         assert wait_for(lambda: not loop.in_fault and len(readings) > count, 3.0), (
             "reads recover by themselves"
         )
-    finally:
-        loop.stop()
-        bus.close()
 
 
 def test_overload_is_decoded_and_reboot_clears_it(arm_config, emulator: PtyServer) -> None:
