@@ -61,6 +61,7 @@ BENCH_BUS_WATCHDOG_MS = 1000
 #: harsh arm's friction stops its position servos 0.10-0.15 rad short of home (measured: 145 failed resets
 #: in one 10-minute fine-tuning), as a user of such an arm would set in its experiment file.
 RESET_TOLERANCE_RAD = {"harsh": 0.2}
+CURVE_MEAN_EPISODES = 25
 SWEEP_GRID = (
     "mass_scale=0.8:1.4:3",
     "frictionloss_scale=0.5:4.0:3",
@@ -329,14 +330,20 @@ def stop_graph(launcher: subprocess.Popen[bytes]) -> None:
 
 
 def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
-    """The fine-tuning return curve (episode return against wall-clock minutes), threshold dashed."""
+    """The fine-tuning return curve (episode return against wall-clock minutes, with the mean of the last
+    ``CURVE_MEAN_EPISODES`` episodes), threshold dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    minutes, returns = np.asarray(log.times_s) / 60.0, np.asarray(log.returns, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(returns)])
+    window = np.minimum(np.arange(1, len(returns) + 1), CURVE_MEAN_EPISODES)
+    trailing_mean = (sums[1:] - sums[np.arange(1, len(returns) + 1) - window]) / np.maximum(window, 1)
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(np.asarray(log.times_s) / 60.0, log.returns, marker=".", label="episode return")
+    axes.plot(minutes, returns, marker=".", linewidth=0.5, alpha=0.5, label="episode return")
+    axes.plot(minutes, trailing_mean, linewidth=2.0, label=f"mean of the last {CURVE_MEAN_EPISODES}")
     axes.axhline(threshold, linestyle="--", color="grey", label="success threshold")
     axes.set_xlabel("fine-tuning wall clock [min]")
     axes.set_ylabel("episode return (emulated arm)")
