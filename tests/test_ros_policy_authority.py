@@ -69,8 +69,9 @@ def test_deploy_mode_with_policy_file_ignores_the_policy_topic(probe: RosProbe, 
         assert "policy updates ignored" in actor.output()
 
 
-def test_signed_only_probe_set_budget_and_rollback(probe: RosProbe, tmp_path: Path) -> None:
-    """One actor requiring signed policies goes through every refusal, then rolls back a policy gone bad."""
+def test_signed_only_probe_set_and_budget(probe: RosProbe, tmp_path: Path) -> None:
+    """One actor requiring signed policies goes through every refusal and keeps its policy (the rollback of a
+    policy gone bad: the ``policy_rollback_after_invalid_ticks`` fault scenario)."""
     task = make_task("pendulum_swingup")
     key_file = tmp_path / "policy.key"
     key_file.write_bytes(KEY)
@@ -120,23 +121,6 @@ def test_signed_only_probe_set_budget_and_rollback(probe: RosProbe, tmp_path: Pa
         since = time.monotonic()
         probe.spin_for(0.5)
         assert np.allclose(robot.command_values(since)[:, 0], 0.5 * high, atol=1e-3)  # v1 kept running
-
-        # v5 passes the probe set (velocity 0) but returns NaN once the joint moves fast
-        publish_signed(robot, graph_policy(-0.25, version=5, nan_when="fast"), 5)
-        assert robot.wait_commands(lambda c: abs(c[0] + 0.25 * high) < 1e-3, 30.0, since), actor.output()
-        robot.velocity[:] = 8.0
-        since = time.monotonic()
-        assert robot.wait_commands(lambda c: abs(c[0] - 0.5 * high) < 1e-3, 10.0, since), actor.output()
-        assert probe.spin_until(lambda: robot.diagnostic("policy_rollbacks") == "1", 10.0)
-        assert robot.diagnostic("policy_version") == "1"
-        values = robot.command_values(since)
-        assert np.all(np.isfinite(values))
-        from_policies = np.isclose(values[:, 0], 0.5 * high, atol=1e-3) | np.isclose(
-            values[:, 0], -0.25 * high, atol=1e-3
-        )
-        safe = int(np.sum(~from_policies))
-        assert safe <= 5, f"{safe} safe commands before the rollback (limit: 5 invalid ticks in a row)"
-        assert "policy v5 rolled back after 5 invalid outputs in a row" in actor.output()
 
 
 @pytest.mark.slow
