@@ -337,10 +337,10 @@ def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    minutes, returns = np.asarray(log.times_s) / 60.0, np.asarray(log.returns, dtype=np.float64)
-    sums = np.concatenate([[0.0], np.cumsum(returns)])
-    window = np.minimum(np.arange(1, len(returns) + 1), CURVE_MEAN_EPISODES)
-    trailing_mean = (sums[1:] - sums[np.arange(1, len(returns) + 1) - window]) / np.maximum(window, 1)
+    minutes, returns = np.asarray(log.times_s) / 60.0, log.returns
+    trailing_mean = [
+        np.mean(returns[max(0, end - CURVE_MEAN_EPISODES) : end]) for end in range(1, len(returns) + 1)
+    ]
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(minutes, returns, marker=".", linewidth=0.5, alpha=0.5, label="episode return")
     axes.plot(minutes, trailing_mean, linewidth=2.0, label=f"mean of the last {CURVE_MEAN_EPISODES}")

@@ -282,6 +282,7 @@ def rollback_after_invalid_ticks(context: ScenarioContext) -> ScenarioResult:
         seconds = time.monotonic() - since
         rollbacks = actor.wait_diagnostic("policy_rollbacks", "1")
         version = actor.diagnostic("policy_version")
+        reported = logged(actor, f"policy v5 rolled back after {limit} invalid outputs in a row") is not None
         until = time.monotonic()
         values = actor.command_values(since)
         stale = actor.counter("stale_ticks", until) - stale_before
@@ -292,10 +293,13 @@ def rollback_after_invalid_ticks(context: ScenarioContext) -> ScenarioResult:
     # A tick without a fresh state (this process late to publish it) also sends the safe command: the
     # actor's own count of those is not the rolled-back policy's doing.
     from_bad_policy = int(np.sum(~from_policies)) - max(stale, 0)
-    held = back and rollbacks is not None and version == "1" and finite and from_bad_policy <= limit
+    held = (
+        back and rollbacks is not None and version == "1" and finite and from_bad_policy <= limit and reported
+    )
     return ScenarioResult(
         f"back to v1 {seconds:.2f} s after v5 went bad, {from_bad_policy} safe commands in between (limit "
-        f"{limit}; {stale} more for stale states); all commands finite: {finite}",
+        f"{limit}; {stale} more for stale states); all commands finite: {finite}; rollback logged: "
+        f"{reported}",
         held=held,
         values={"safe_commands": float(from_bad_policy), "stale_ticks": float(stale), "rollback_s": seconds},
     )
@@ -322,6 +326,11 @@ def huge_policy_message(context: ScenarioContext) -> ScenarioResult:
             refused = actor.probe.spin_until(lambda: actor.diagnostic("policies_rejected") == "1", 60.0)
             actor.probe.spin_for(1.0)
             window_end = time.monotonic()
+        refused = (
+            refused
+            and logged(actor, "exceeds the size cap of 16.0 MiB") is not None
+            and actor.diagnostic("policy_version") == "1"
+        )
         misses_after = actor.counter("deadline_misses", window_end)
         published_at = publisher.published_at()
         reference_times = actor.command_times(reference_start, reference_end)

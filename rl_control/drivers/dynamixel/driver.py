@@ -570,14 +570,13 @@ class DriverLoop:
         if not self.enabled or reading is None:
             return "the driver is not active"
         start = reading.position.copy()
-        goals_at_rest = np.where(position_mode, home, 0.0)
         distance = float(np.max(np.abs(home - start)[position_mode], initial=0.0))
         duration = min(HOME_MAX_MOVE_S, max(0.2, distance / speed_rad_s))
         began = time.monotonic()
         error = float("inf")
         while (elapsed := time.monotonic() - began) < duration + HOME_SETTLE_S:
             fraction = min(1.0, elapsed / duration)
-            self.set_command(np.where(position_mode, start + fraction * (home - start), goals_at_rest))
+            self.set_command(np.where(position_mode, start + fraction * (home - start), 0.0))
             reading = self.last_reading
             assert reading is not None  # never reset to None once set
             error = float(np.max(np.abs(reading.position - home)[position_mode], initial=0.0))
