@@ -78,3 +78,19 @@ def test_the_configured_control_rate_reaches_task_simulator_actor_and_evaluation
     assert monitor.task.control_rate_hz == RATE_HZ
     assert len(monitor.evaluate(ZeroPolicy(), episodes=1)) == 1
     assert evaluated == [pytest.approx(1.0 / RATE_HZ)]
+
+
+def test_the_control_loop_bench_measures_the_ros_free_step_back_to_back_and_after_an_idle_period(
+    tmp_path: Path,
+) -> None:
+    from rl_control.benchmarks.control_loop import export_bench_policy, ros_free_tick_ms
+
+    figures = ros_free_tick_ms(export_bench_policy(tmp_path), 500.0, priority=0, ticks=50)
+    assert set(figures) == {
+        "back_to_back_p50_ms",
+        "back_to_back_p99_ms",
+        "after_idle_p50_ms",
+        "after_idle_p99_ms",
+    }
+    for name in ("back_to_back", "after_idle"):
+        assert 0.0 < figures[f"{name}_p50_ms"] <= figures[f"{name}_p99_ms"] < 100.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -232,3 +234,39 @@ def test_reality_gap_changes_the_step_response() -> None:
 
     nominal, gapped = shoulder_after_step("none"), shoulder_after_step("default")
     assert abs(nominal - gapped) > 0.005
+
+
+def _ping_through_sdk(server: PtyServer) -> int:
+    port = sdk.PortHandler(server.path)
+    assert port.openPort() and port.setBaudRate(1_000_000)
+    result = PatientPacketHandler().ping(port, 1)[1]
+    port.closePort()
+    return result
+
+
+def test_the_bus_thread_runs_at_the_configured_realtime_priority(bus: ServoBus) -> None:
+    """The emulator stands for servo hardware, which answers whatever the computer's load."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        pytest.skip("SCHED_FIFO is not permitted here (the refusal has its own test)")
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    with PtyServer(bus, realtime_priority=60).start() as server:
+        assert _ping_through_sdk(server) == sdk.COMM_SUCCESS
+        thread_id = server._thread.native_id if server._thread is not None else None
+        assert thread_id is not None
+        assert os.sched_getscheduler(thread_id) == os.SCHED_FIFO
+        assert os.sched_getparam(thread_id).sched_priority == 60
+
+
+def test_a_refused_realtime_priority_is_logged_and_the_bus_still_answers(
+    bus: ServoBus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    with caplog.at_level(logging.WARNING), PtyServer(bus, realtime_priority=60).start() as server:
+        assert _ping_through_sdk(server) == sdk.COMM_SUCCESS
+    assert "cannot set SCHED_FIFO priority 60" in caplog.text
+    assert "the emulated servos may answer late" in caplog.text

@@ -193,6 +193,17 @@ class DynamixelEmulatorConfig:
     latency_spike_s: float = field(
         default=0.0, metadata={"help": "extra delay before every status packet", "min": 0.0, "max": 1.0}
     )
+    realtime_priority: int = field(
+        default=60,
+        metadata={
+            "help": "SCHED_FIFO priority of the emulator's bus thread: it stands for servo hardware, which "
+            "answers whatever the load of the computer; 0 = normal scheduling (on a busy machine replies "
+            "then come late and the driver counts failed reads the real arm would not cause); if refused "
+            "(no CAP_SYS_NICE or rtprio limit) a warning is logged",
+            "min": 0,
+            "max": 98,
+        },
+    )
 
 
 @dataclass

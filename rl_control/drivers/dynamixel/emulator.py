@@ -41,6 +41,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from rl_control.actor.pacing import set_realtime_priority
 from rl_control.drivers.dynamixel import control_table as ct
 from rl_control.drivers.dynamixel.protocol import (
     BROADCAST_ID,
@@ -598,8 +599,16 @@ class PtyServer:
     datagram socket takes run-time fault commands as JSON: ``{"id": 2, "fault": "silent", "value": true}``.
     """
 
-    def __init__(self, bus: ServoBus, *, link: Path | None = None, control_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        bus: ServoBus,
+        *,
+        link: Path | None = None,
+        control_path: Path | None = None,
+        realtime_priority: int = 0,
+    ) -> None:
         self.bus = bus
+        self.realtime_priority = realtime_priority
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no line discipline: a byte pipe like a serial line
         os.set_blocking(self._master, False)
@@ -627,7 +636,11 @@ class PtyServer:
         return str(self.link) if self.link is not None else self.port
 
     def serve_forever(self) -> None:
-        """Answer instructions and step the physics in real time until :meth:`stop`."""
+        """Answer instructions and step the physics in real time until :meth:`stop` (in the calling thread,
+        with SCHED_FIFO ``realtime_priority`` when above 0 and permitted)."""
+        problem = set_realtime_priority(self.realtime_priority)
+        if problem:
+            log.warning("%s: the emulated servos may answer late when the machine is busy", problem)
         readers: list[Any] = [self._master] + ([self._control] if self._control is not None else [])
         while not self._stop.is_set():
             now = time.monotonic()
@@ -710,6 +723,7 @@ class EmulatorSetup:
     faults: dict[int, Faults] = field(default_factory=dict)
     baud_rate: int = 1_000_000
     seed: int = 0
+    realtime_priority: int = 0  # of the bus thread when served (PtyServer)
 
     def build(self) -> ServoBus:
         bus = ServoBus(self.robot, self.servos, gap=self.gap, baud_rate=self.baud_rate, seed=self.seed)
@@ -754,6 +768,7 @@ def setup_from_config(config: Any, *, reality_gap: str | None = None) -> Emulato
         faults=faults,
         baud_rate=driver.baud_rate,
         seed=emulator.seed,
+        realtime_priority=emulator.realtime_priority,
     )
 
 
@@ -764,7 +779,9 @@ def serve_from_config(
     import signal
 
     setup = setup_from_config(config, reality_gap=reality_gap)
-    server = PtyServer(setup.build(), link=link, control_path=control)
+    server = PtyServer(
+        setup.build(), link=link, control_path=control, realtime_priority=setup.realtime_priority
+    )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     ids = [servo.servo_id for servo in setup.servos]
