@@ -30,6 +30,27 @@ def pytest_unconfigure(config) -> None:
 
 
 @pytest.fixture
+def realtime_scheduling() -> None:
+    """Skips the test where this process may not use SCHED_FIFO (needs root, CAP_SYS_NICE or an rtprio
+    limit); the refusal path is tested separately, with the refusal simulated."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        pytest.skip("SCHED_FIFO is not permitted here")
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+@pytest.fixture
+def refused_realtime_scheduling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request for a scheduling policy fails as it does without the privilege."""
+
+    def refuse(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+
+
+@pytest.fixture
 def ros_domain() -> Iterator[int]:
     """A fresh domain for one test: nothing an earlier test left running can be heard.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -159,6 +161,28 @@ def test_move_home_reports_a_joint_that_stops_short_and_its_tolerance_decides(
         problem = loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.1)
         assert problem.startswith("home pose not reached: 0.3") and "tolerance 0.1 rad" in problem, problem
         assert loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.4) == ""
+
+
+@pytest.mark.usefixtures("realtime_scheduling")
+def test_the_bus_thread_runs_at_the_configured_realtime_priority(arm_config, emulator: PtyServer) -> None:
+    with running(arm_config, emulator, realtime_priority=50) as (_, loop, readings):
+        assert wait_for(lambda: len(readings) >= 5, 2.0)
+        thread_id = loop._thread.native_id if loop._thread is not None else None
+        assert thread_id is not None
+        assert os.sched_getscheduler(thread_id) == os.SCHED_FIFO
+        assert os.sched_getparam(thread_id).sched_priority == 50
+
+
+@pytest.mark.usefixtures("refused_realtime_scheduling")
+def test_a_refused_realtime_priority_is_logged_and_the_bus_still_cycles(
+    arm_config, emulator: PtyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.WARNING),
+        running(arm_config, emulator, realtime_priority=50) as (_, _, readings),
+    ):
+        assert wait_for(lambda: len(readings) >= 5, 2.0)
+    assert "cannot set SCHED_FIFO priority 50" in caplog.text and "normal priority" in caplog.text
 
 
 def test_command_timeout_holds_the_measured_position(arm_config, emulator: PtyServer) -> None:

@@ -244,13 +244,9 @@ def _ping_through_sdk(server: PtyServer) -> int:
     return result
 
 
+@pytest.mark.usefixtures("realtime_scheduling")
 def test_the_bus_thread_runs_at_the_configured_realtime_priority(bus: ServoBus) -> None:
     """The emulator stands for servo hardware, which answers whatever the computer's load."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except PermissionError:
-        pytest.skip("SCHED_FIFO is not permitted here (the refusal has its own test)")
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     with PtyServer(bus, realtime_priority=60).start() as server:
         assert _ping_through_sdk(server) == sdk.COMM_SUCCESS
         thread_id = server._thread.native_id if server._thread is not None else None
@@ -259,13 +255,10 @@ def test_the_bus_thread_runs_at_the_configured_realtime_priority(bus: ServoBus) 
         assert os.sched_getparam(thread_id).sched_priority == 60
 
 
+@pytest.mark.usefixtures("refused_realtime_scheduling")
 def test_a_refused_realtime_priority_is_logged_and_the_bus_still_answers(
-    bus: ServoBus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    bus: ServoBus, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def refuse(*_: object) -> None:
-        raise PermissionError(1, "Operation not permitted")
-
-    monkeypatch.setattr(os, "sched_setscheduler", refuse)
     with caplog.at_level(logging.WARNING), PtyServer(bus, realtime_priority=60).start() as server:
         assert _ping_through_sdk(server) == sdk.COMM_SUCCESS
     assert "cannot set SCHED_FIFO priority 60" in caplog.text

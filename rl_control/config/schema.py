@@ -322,6 +322,16 @@ class DriverNodeConfig:
             "min": 1,
         },
     )
+    realtime_priority: int = field(
+        default=0,
+        metadata={
+            "help": "SCHED_FIFO priority of the bus thread (read, publish, write at state_rate_hz), as "
+            "ros2_control runs its read/update/write loop; 0 = normal scheduling. Needs CAP_SYS_NICE or "
+            "an rtprio limit; if refused, a warning is logged",
+            "min": 0,
+            "max": 98,
+        },
+    )
     reset_speed_rad_s: float = field(
         default=1.0,
         metadata={

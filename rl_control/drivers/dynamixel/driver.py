@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_control.actor.pacing import set_realtime_priority
 from rl_control.drivers.dynamixel import control_table as ct
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class BusSettings:
     bus_watchdog_ms: int = 100
     retries: int = 2
     failures_before_error: int = 5
+    realtime_priority: int = 0  # SCHED_FIFO priority of the DriverLoop thread (0: normal scheduling)
 
 
 def servos_from_config(
@@ -151,6 +153,7 @@ def settings_from_config(cfg: Any) -> BusSettings:
         bus_watchdog_ms=cfg.bus_watchdog_ms,
         retries=cfg.retries,
         failures_before_error=cfg.failures_before_error,
+        realtime_priority=cfg.realtime_priority,
     )
 
 
@@ -600,6 +603,9 @@ class DriverLoop:
             self._thread = None
 
     def _run(self) -> None:
+        problem = set_realtime_priority(self._settings.realtime_priority)
+        if problem:
+            log.warning("%s: the bus thread runs at normal priority", problem)
         try:
             self._loop()
         except Exception as exc:  # surfaced by the node: the process exits non-zero
