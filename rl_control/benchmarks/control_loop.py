@@ -127,7 +127,7 @@ def ros_free_tick_ms(policy_file: Path, rate_hz: float, priority: int, ticks: in
         RobotState(position=np.array([0.01 * k]), velocity=np.array([0.1]), effort=np.zeros(1))
         for k in range(100)
     ]
-    scheduler, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    restore = (os.sched_getscheduler(0), os.sched_getparam(0)) if priority > 0 else None
     set_realtime_priority(priority)
     figures: dict[str, float] = {}
     try:
@@ -142,7 +142,8 @@ def ros_free_tick_ms(policy_file: Path, rate_hz: float, priority: int, ticks: in
             figures[f"{name}_p50_ms"] = _percentile(samples, 50, 1e3)
             figures[f"{name}_p99_ms"] = _percentile(samples, 99, 1e3)
     finally:
-        os.sched_setscheduler(0, scheduler, param)
+        if restore is not None:
+            os.sched_setscheduler(0, *restore)
     return figures
 
 
