@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,14 +31,23 @@ def pytest_unconfigure(config) -> None:
 
 
 @pytest.fixture
-def realtime_scheduling() -> None:
-    """Skips the test where this process may not use SCHED_FIFO (needs root, CAP_SYS_NICE or an rtprio
-    limit); the refusal path is tested separately, with the refusal simulated."""
+def realtime_scheduling() -> Callable[[threading.Thread | None], int]:
+    """The SCHED_FIFO priority of a running thread (0: another policy); skips the test where this process
+    may not use SCHED_FIFO (needs root, CAP_SYS_NICE or an rtprio limit): the refusal path is tested
+    separately, with the refusal simulated."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     except PermissionError:
         pytest.skip("SCHED_FIFO is not permitted here")
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+    def fifo_priority(thread: threading.Thread | None) -> int:
+        assert thread is not None and thread.native_id is not None, "the thread is not running"
+        if os.sched_getscheduler(thread.native_id) != os.SCHED_FIFO:
+            return 0
+        return os.sched_getparam(thread.native_id).sched_priority
+
+    return fifo_priority
 
 
 @pytest.fixture

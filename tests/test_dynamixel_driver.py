@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,14 +162,12 @@ def test_move_home_reports_a_joint_that_stops_short_and_its_tolerance_decides(
         assert loop.move_home(beyond, position_mode, speed_rad_s=2.0, tolerance_rad=0.4) == ""
 
 
-@pytest.mark.usefixtures("realtime_scheduling")
-def test_the_bus_thread_runs_at_the_configured_realtime_priority(arm_config, emulator: PtyServer) -> None:
+def test_the_bus_thread_runs_at_the_configured_realtime_priority(
+    arm_config, emulator: PtyServer, realtime_scheduling
+) -> None:
     with running(arm_config, emulator, realtime_priority=50) as (_, loop, readings):
         assert wait_for(lambda: len(readings) >= 5, 2.0)
-        thread_id = loop._thread.native_id if loop._thread is not None else None
-        assert thread_id is not None
-        assert os.sched_getscheduler(thread_id) == os.SCHED_FIFO
-        assert os.sched_getparam(thread_id).sched_priority == 50
+        assert realtime_scheduling(loop._thread) == 50
 
 
 @pytest.mark.usefixtures("refused_realtime_scheduling")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -244,15 +243,11 @@ def _ping_through_sdk(server: PtyServer) -> int:
     return result
 
 
-@pytest.mark.usefixtures("realtime_scheduling")
-def test_the_bus_thread_runs_at_the_configured_realtime_priority(bus: ServoBus) -> None:
+def test_the_bus_thread_runs_at_the_configured_realtime_priority(bus: ServoBus, realtime_scheduling) -> None:
     """The emulator stands for servo hardware, which answers whatever the computer's load."""
     with PtyServer(bus, realtime_priority=60).start() as server:
         assert _ping_through_sdk(server) == sdk.COMM_SUCCESS
-        thread_id = server._thread.native_id if server._thread is not None else None
-        assert thread_id is not None
-        assert os.sched_getscheduler(thread_id) == os.SCHED_FIFO
-        assert os.sched_getparam(thread_id).sched_priority == 60
+        assert realtime_scheduling(server._thread) == 60
 
 
 @pytest.mark.usefixtures("refused_realtime_scheduling")
