@@ -672,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="sim-to-real: output directory (default: runs/sim_to_real)")
     p.add_argument(
-        "--steps", type=int, help="sim-to-real: training steps per arm policy (default: 15000, the recipe)"
+        "--steps", type=int, help="sim-to-real: training steps per arm policy (default: 40000, the recipe)"
     )
     p.add_argument("--train-seed", type=int, help="sim-to-real: seed of both trainings (default: 0)")
     p.add_argument("--minutes", type=float, help="sim-to-real: fine-tuning minutes, 0: none (default: 10)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from rl_control.testing.experiment import TEST_CONTROLLER, write_actor_experimen
 from rl_control.testing.exported_policy import constant_exported_policy, constant_task_policy
 from rl_control.testing.node_process import NodeProcess
 from rl_control.testing.policies import linear_policy
-from rl_control.testing.probe import RosProbe
+from rl_control.testing.probe import RosProbe, command_rows
 
 pytestmark = pytest.mark.ros
 
@@ -70,7 +71,7 @@ class FakeRobot:
         self.sent += 1
 
     def command_values(self, since: float = 0.0) -> np.ndarray:
-        return np.array([list(msg.data) for t, msg in self.commands if t >= since])
+        return command_rows(self.commands, since)
 
     def wait_commands(self, predicate: Callable[[np.ndarray], bool], timeout_s: float, since: float) -> bool:
         return self.probe.spin_until(
@@ -171,6 +172,43 @@ def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_pat
         if pacing == "triggered":  # states drove the ticks; only the silence made the watchdog tick
             watchdog_ticks = int(robot.diagnostic("watchdog_ticks")) - watchdog_before
             assert 0 < watchdog_ticks < len(robot.command_values(running_since)) / 2
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("busy_poll", [False, True])
+def test_busy_poll_keeps_a_core_polling_acts_on_every_state_and_still_stops(
+    probe: RosProbe, tmp_path: Path, busy_poll: bool
+) -> None:
+    task = make_task("pendulum_swingup")
+    config = write_actor_experiment(
+        tmp_path,
+        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 50.0},
+        actor={"pacing": "triggered", "busy_poll": busy_poll},
+    )
+    robot = FakeRobot(probe, list(task.joint_names), rate_hz=50.0)
+    torque = 0.8 * task.command_high[0]
+    actor = start_actor(config, tmp_path)
+    try:
+        robot.publish_policy(constant_exported_policy(3, 1, 0.8, version=3), version=3)
+        assert robot.wait_commands(lambda c: abs(c[0] - torque) < 1e-3, STARTUP_S, 0.0), actor.output()
+        assert actor.process is not None
+        cpu_before, since, states_before = process_cpu_s(actor.process.pid), time.monotonic(), robot.sent
+        probe.spin_for(3.0)
+        busy_share = (process_cpu_s(actor.process.pid) - cpu_before) / (time.monotonic() - since)
+        commands, states = len(robot.command_values(since)), robot.sent - states_before
+    finally:
+        stopping = time.monotonic()
+        assert actor.stop() == 0, actor.output()
+    # polling: measured 0.38-0.39 CPU seconds per second (rclpy's EventsExecutor yields briefly inside a
+    # turn without a wait); sleeping between 50 Hz states: 0.06
+    assert (busy_share > 0.2) == busy_poll, f"actor CPU time {busy_share:.2f} s per second"
+    assert commands >= 0.8 * states > 0, f"{commands} commands for {states} states"
+    assert time.monotonic() - stopping < 5.0, "the actor took long to stop"
 
 
 def test_corrupt_policy_rejected_old_policy_keeps_running(probe: RosProbe, tmp_path: Path) -> None:

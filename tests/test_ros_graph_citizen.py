@@ -30,7 +30,7 @@ from std_msgs.msg import Float64MultiArray
 from rl_control.ros import messages
 from rl_control.testing.experiment import TEST_CONTROLLER, write_actor_experiment
 from rl_control.testing.node_process import NodeProcess, isolated_ros_domain
-from rl_control.testing.probe import RosProbe
+from rl_control.testing.probe import RosProbe, command_rows
 
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("ros_domain")]
 
@@ -65,7 +65,7 @@ class JointStatePublisher:
 
 
 def command_values(received: list, since: float = 0.0) -> np.ndarray:
-    return np.array([list(msg.data) for t, msg in received if t >= since]).reshape(-1, 1)
+    return command_rows(received, since).reshape(-1, 1)
 
 
 def test_a_namespaced_renamed_actor_keeps_its_section_and_topics(probe: RosProbe, tmp_path: Path) -> None:

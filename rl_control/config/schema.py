@@ -474,6 +474,14 @@ class ActorNodeConfig:
             "choices": ("realtime", "triggered", "lockstep"),
         },
     )
+    busy_poll: bool = field(
+        default=False,
+        metadata={
+            "help": "the executor thread polls for messages instead of sleeping until one arrives: with "
+            "pacing triggered a state is acted on sooner (the thread and its caches stay warm) at the cost "
+            "of CPU time; for a robot computer with a core to spare"
+        },
+    )
     realtime_priority: int = field(
         default=0,
         metadata={

@@ -30,6 +30,7 @@ from rl_control.paths import config_path
 from rl_control.ros import messages
 from rl_control.testing.exported_policy import constant_task_policy
 from rl_control.testing.node_process import NodeProcess
+from rl_control.testing.probe import command_rows
 
 STARTUP_S = 90.0  # node start-up on a loaded 2-core machine
 RATE_HZ = 50.0
@@ -79,7 +80,7 @@ class Robot:
             self.last_sent_at = time.monotonic()
 
     def command_values(self, since: float = 0.0) -> np.ndarray:
-        return np.array([list(msg.data) for t, msg in self.commands if t >= since])
+        return command_rows(self.commands, since)
 
     def wait_command(
         self, accept: Callable[[np.ndarray], bool], timeout_s: float, node: NodeProcess
@@ -156,9 +157,12 @@ def hostile_joint_states(context: ScenarioContext) -> ScenarioResult:
     cases = hostile_states(list(task.joint_names))
     sent: dict[str, int] = {name: 0 for name, _ in cases}
     index = [0]
+    # half the messages good, at random: a fixed alternation at twice the control rate can phase-lock with
+    # the actor's clock on a steady machine, so that every tick saw a good state (no invalid-state tick)
+    good = np.random.default_rng(0)
 
     def next_message() -> JointState:
-        name, msg = cases[index[0] % len(cases)] if index[0] % 2 else cases[0]  # every other one is good
+        name, msg = cases[0] if good.random() < 0.5 else cases[1 + index[0] % (len(cases) - 1)]
         index[0] += 1
         sent[name] += 1
         return msg

@@ -22,6 +22,7 @@ from rl_control.policy.authority import sign_policy
 from rl_control.ros import messages
 from rl_control.testing.node_process import NodeProcess
 from rl_control.testing.policies import HugePolicyPublisher, graph_policy, slow_policy
+from rl_control.testing.probe import command_rows
 
 STARTUP_S = 90.0
 #: Waits for the actor to react to a policy message (loading, probing): generous on a loaded machine.
@@ -105,7 +106,7 @@ class ActorUnderTest:
         return time.monotonic()
 
     def command_values(self, since: float = 0.0) -> np.ndarray:
-        return np.array([list(msg.data) for t, msg in self.commands if t >= since]).reshape(-1, 1)
+        return command_rows(self.commands, since).reshape(-1, 1)
 
     def command_times(self, start: float, end: float) -> np.ndarray:
         return np.array([t for t, _ in self.commands if start <= t <= end])

@@ -5,7 +5,8 @@ Threads (see docs/actor.md):
 * the **executor** thread (rclpy) receives ``/joint_states`` (+ ``/imu``, ``/odom`` when the task needs them),
   learner progress, the deadman, human interventions and ``cmd_vel`` (tasks tracking a velocity command), and
   stores each in the hand-off box (:class:`~rl_control.actor.inputs.LatestInputs`) by reference, so the
-  control thread never waits on a lock;
+  control thread never waits on a lock; with ``pacing: triggered`` it also runs the tick a new state
+  triggers, and with ``busy_poll`` it polls for messages instead of sleeping between them;
 * the **control** thread runs :class:`~rl_control.actor.control_loop.ControlLoop` under the configured pacing
   and publishes commands and transition batches itself; its
   :class:`~rl_control.actor.policy_guard.PolicyTickGuard` feeds the probe set and triggers rollbacks;
@@ -84,6 +85,8 @@ from rl_control.transitions import TransitionBatch
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "actor_node"
+#: an executor turn's longest wait for a message (without ``busy_poll``): how soon a stop request is seen
+EXECUTOR_WAIT_S = 0.05
 ENABLE_TOPIC = "rl_control/enable"
 INTERVENTION_TOPIC = "rl_control/intervention"
 INTERACTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -401,12 +404,22 @@ def build_managed_actor(node: Node, config: Any) -> ManagedApp:
     return ManagedApp(node, config, configure_actor, autostart=bool(config.actor_node.autostart))
 
 
+def executor_wait_s(config: Any) -> float:
+    """How long one executor turn waits for a message: 0 (polling) with ``actor_node.busy_poll``."""
+    return 0.0 if config.actor_node.busy_poll else EXECUTOR_WAIT_S
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``actor_node`` (``python -m rl_control.ros.actor_node --ros-args --params-file X``)."""
     # rclpy's EventsExecutor dispatches callbacks from C++: far less GIL time per message than the
     # SingleThreadedExecutor, which keeps the control thread's wake-ups on time at 500-1000 Hz.
     return run_node(
-        NODE_NAME, build_managed_actor, args, executor_factory=EventsExecutor, node_factory=LifecycleNode
+        NODE_NAME,
+        build_managed_actor,
+        args,
+        spin_timeout_s=executor_wait_s,
+        executor_factory=EventsExecutor,
+        node_factory=LifecycleNode,
     )
 
 

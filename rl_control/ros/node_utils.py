@@ -156,7 +156,7 @@ def run_node(
     build_app: Callable[[Node, Any], NodeApp],
     args: list[str] | None = None,
     *,
-    spin_timeout_s: float = 0.05,
+    spin_timeout_s: float | Callable[[Any], float] = 0.05,
     executor_factory: Callable[[], Executor] = SingleThreadedExecutor,
     node_factory: Callable[..., Node] = Node,
 ) -> int:
@@ -165,9 +165,10 @@ def run_node(
     Creates the node, validates its parameter overrides (``--params-file``, ``-p``) with
     :func:`rl_control.config.config_from_node`, declares every parameter of the node from the schema
     (:class:`~rl_control.ros.node_parameters.SchemaParameters`), builds the application with
-    ``build_app(node, config)``, spins (an executor from ``executor_factory``; the node from
-    ``node_factory``, e.g. a lifecycle node), and calls ``app.shutdown()`` on a signal. Config and setup
-    errors give exit code 2 with a clear message on stderr.
+    ``build_app(node, config)``, spins (an executor from ``executor_factory``, waiting at most
+    ``spin_timeout_s`` per turn, or what it returns for the config; the node from ``node_factory``, e.g. a
+    lifecycle node), and calls ``app.shutdown()`` on a signal. Config and setup errors give exit code 2
+    with a clear message on stderr.
     """
     from rl_control.config import config_from_node
 
@@ -204,9 +205,10 @@ def run_node(
             return 2
         executor = executor_factory()
         executor.add_node(node)
+        timeout_s = spin_timeout_s(config) if callable(spin_timeout_s) else spin_timeout_s
         node.get_logger().info(f"{node_name} running")
         while not stop.is_set() and rclpy.ok() and app.fatal_error is None:
-            executor.spin_once(timeout_sec=spin_timeout_s)
+            executor.spin_once(timeout_sec=timeout_s)
         if app.fatal_error is not None:
             print(f"{node_name}: {app.fatal_error}", file=sys.stderr, flush=True)
             return 1

@@ -7,11 +7,18 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
+
+
+def command_rows(received: list[tuple[float, Any]], since: float = 0.0) -> np.ndarray:
+    """The ``data`` of the commands (``Float64MultiArray``) in a :meth:`RosProbe.collect` list received at
+    or after ``since``, one row each."""
+    return np.array([list(msg.data) for t, msg in received if t >= since])
 
 
 class RosProbe:
