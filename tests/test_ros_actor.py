@@ -96,6 +96,28 @@ def start_actor(config: Path, tmp_path: Path) -> NodeProcess:
     return NodeProcess("actor_node", config, log_path=tmp_path / "actor.log").start()
 
 
+def start_pendulum_actor_acting(
+    probe: RosProbe, tmp_path: Path, actor_settings: dict[str, Any], position: float = 0.0
+) -> tuple[NodeProcess, FakeRobot, float]:
+    """A deployed 50 Hz pendulum actor with ``actor_settings`` against a fake robot at ``position``, started
+    and acting on a constant policy (version 7, torque 0.8 of the limit): (actor, robot, torque)."""
+    task = make_task("pendulum_swingup")
+    config = write_actor_experiment(
+        tmp_path,
+        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 50.0},
+        actor=actor_settings,
+    )
+    robot = FakeRobot(probe, list(task.joint_names), rate_hz=50.0)
+    robot.position[:] = position
+    torque = 0.8 * task.command_high[0]
+    actor = start_actor(config, tmp_path)
+    robot.publish_policy(constant_exported_policy(3, 1, 0.8, version=7), version=7)
+    if not robot.wait_commands(lambda c: abs(c[0] - torque) < 1e-3, STARTUP_S, 0.0):
+        actor.stop()
+        pytest.fail(f"the actor never applied the policy:\n{actor.output()}")
+    return actor, robot, torque
+
+
 def test_joint_remapping_and_policy_file(probe: RosProbe, tmp_path: Path) -> None:
     """Shuffled JointState order with extra joints: the command follows the configured joint order."""
     task = make_task("arm_reach")
@@ -129,19 +151,12 @@ def test_joint_remapping_and_policy_file(probe: RosProbe, tmp_path: Path) -> Non
 @pytest.mark.parametrize("pacing", ["realtime", "triggered"])
 def test_stale_and_nan_states_give_safe_finite_commands(probe: RosProbe, tmp_path: Path, pacing: str) -> None:
     task = make_task("pendulum_swingup")
-    config = write_actor_experiment(
-        tmp_path,
-        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 50.0},
-        actor={"safe_command": "zero", "pacing": pacing},
-    )
     # 50 Hz: the triggered watchdog waits 2 periods (40 ms) for a state, more than a loaded test process's
     # timer jitter, so only the deliberate silence makes it tick
-    robot = FakeRobot(probe, list(task.joint_names), rate_hz=50.0)
-    robot.position[:] = 0.3
-    torque = 0.8 * task.command_high[0]
-    with start_actor(config, tmp_path) as actor:
-        robot.publish_policy(constant_exported_policy(3, 1, 0.8, version=7), version=7)
-        assert robot.wait_commands(lambda c: abs(c[0] - torque) < 1e-3, STARTUP_S, 0.0), actor.output()
+    actor, robot, torque = start_pendulum_actor_acting(
+        probe, tmp_path, {"safe_command": "zero", "pacing": pacing}, position=0.3
+    )
+    with actor:
         # watchdog ticks from here on (start-up, before the robot's states were discovered, does not count)
         assert probe.spin_until(lambda: robot.diagnostic("watchdog_ticks") is not None, 5.0)
         watchdog_before, running_since = int(robot.diagnostic("watchdog_ticks") or 0), time.monotonic()
@@ -184,18 +199,10 @@ def process_cpu_s(pid: int) -> float:
 def test_busy_poll_keeps_a_core_polling_acts_on_every_state_and_still_stops(
     probe: RosProbe, tmp_path: Path, busy_poll: bool
 ) -> None:
-    task = make_task("pendulum_swingup")
-    config = write_actor_experiment(
-        tmp_path,
-        shared={"task": "pendulum_swingup", "mode": "deploy", "control_rate_hz": 50.0},
-        actor={"pacing": "triggered", "busy_poll": busy_poll},
+    actor, robot, _ = start_pendulum_actor_acting(
+        probe, tmp_path, {"pacing": "triggered", "busy_poll": busy_poll}
     )
-    robot = FakeRobot(probe, list(task.joint_names), rate_hz=50.0)
-    torque = 0.8 * task.command_high[0]
-    actor = start_actor(config, tmp_path)
     try:
-        robot.publish_policy(constant_exported_policy(3, 1, 0.8, version=3), version=3)
-        assert robot.wait_commands(lambda c: abs(c[0] - torque) < 1e-3, STARTUP_S, 0.0), actor.output()
         assert actor.process is not None
         cpu_before, since, states_before = process_cpu_s(actor.process.pid), time.monotonic(), robot.sent
         probe.spin_for(3.0)
