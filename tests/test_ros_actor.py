@@ -196,7 +196,7 @@ def process_cpu_s(pid: int) -> float:
 
 
 @pytest.mark.parametrize("busy_poll", [False, True])
-def test_busy_poll_keeps_a_core_polling_acts_on_every_state_and_still_stops(
+def test_busy_poll_spends_cpu_polling_acts_on_every_state_and_still_stops(
     probe: RosProbe, tmp_path: Path, busy_poll: bool
 ) -> None:
     actor, robot, _ = start_pendulum_actor_acting(

@@ -77,7 +77,16 @@ from rl_control.ros.messages import (
     transitions_to_message,
 )
 from rl_control.ros.node_parameters import on_parameter_change
-from rl_control.ros.node_utils import ERROR, OK, WARN, DiagnosticsPublisher, Status, ThrottledLog, run_node
+from rl_control.ros.node_utils import (
+    ERROR,
+    OK,
+    SPIN_TIMEOUT_S,
+    WARN,
+    DiagnosticsPublisher,
+    Status,
+    ThrottledLog,
+    run_node,
+)
 from rl_control.ros.policy_receiver import PolicyReceiverProcess
 from rl_control.ros.reset_service import TriggerResetService
 from rl_control.transitions import TransitionBatch
@@ -85,8 +94,6 @@ from rl_control.transitions import TransitionBatch
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "actor_node"
-#: an executor turn's longest wait for a message (without ``busy_poll``): how soon a stop request is seen
-EXECUTOR_WAIT_S = 0.05
 ENABLE_TOPIC = "rl_control/enable"
 INTERVENTION_TOPIC = "rl_control/intervention"
 INTERACTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -406,7 +413,7 @@ def build_managed_actor(node: Node, config: Any) -> ManagedApp:
 
 def executor_wait_s(config: Any) -> float:
     """How long one executor turn waits for a message: 0 (polling) with ``actor_node.busy_poll``."""
-    return 0.0 if config.actor_node.busy_poll else EXECUTOR_WAIT_S
+    return 0.0 if config.actor_node.busy_poll else SPIN_TIMEOUT_S
 
 
 def main(args: list[str] | None = None) -> int:

@@ -151,12 +151,16 @@ class NodeApp(Protocol):
         """Stop threads and persist state; called once, before the node is destroyed."""
 
 
+#: an executor turn's longest wait for work: how soon a node's spin loop sees a stop request
+SPIN_TIMEOUT_S = 0.05
+
+
 def run_node(
     node_name: str,
     build_app: Callable[[Node, Any], NodeApp],
     args: list[str] | None = None,
     *,
-    spin_timeout_s: float | Callable[[Any], float] = 0.05,
+    spin_timeout_s: float | Callable[[Any], float] = SPIN_TIMEOUT_S,
     executor_factory: Callable[[], Executor] = SingleThreadedExecutor,
     node_factory: Callable[..., Node] = Node,
 ) -> int:
