@@ -406,6 +406,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "finetune_minutes": args.minutes,
         "runs": args.runs,
         "reality_gap": args.gap,
+        "episodes": args.episodes,
     }
     given = {key: value for key, value in options.items() if value is not None}
     accepted = inspect.signature(bench).parameters
@@ -675,6 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=int, help="sim-to-real: training steps per arm policy (default: 40000, the recipe)"
     )
     p.add_argument("--train-seed", type=int, help="sim-to-real: seed of both trainings (default: 0)")
+    p.add_argument(
+        "--episodes", type=int, help="sim-to-real: episodes per simulated and deployed return (default: 100)"
+    )
     p.add_argument("--minutes", type=float, help="sim-to-real: fine-tuning minutes, 0: none (default: 10)")
     p.add_argument(
         "--runs",

@@ -311,6 +311,7 @@ def run_sweep(
         "success_threshold": threshold,
         "policies": {p.label: str(p.path) for p in policies},
         "nominal_return": {label: value[0] for label, value in nominal.items()},
+        "nominal_std_return": {label: value[1] for label, value in nominal.items()},
         "parameters": results,
     }
     out_dir = Path(out_dir)

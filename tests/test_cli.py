@@ -62,6 +62,14 @@ def test_bench_names_an_unknown_reality_gap_before_running_anything(
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_sim_to_real_refuses_a_figure_of_one_episode(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["bench", "sim-to-real", "--episodes", "1", "--out", str(tmp_path / "out")]) == 2
+    assert "--episodes must be >= 2 (a mean and its standard error), got 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_building_the_command_line_does_not_import_mujoco() -> None:
     """`eval --video` picks the OpenGL back-end before mujoco loads; the parser must not load it."""
     code = "import sys, rl_control.cli as c; c.build_parser(); print('mujoco' in sys.modules)"

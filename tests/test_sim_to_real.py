@@ -10,8 +10,10 @@ import pytest
 from rl_control.benchmarks.sim_to_real import (
     EpisodeLog,
     SimToRealSettings,
+    deployment_figures,
     emulated_experiment,
     finetune_learner,
+    finetune_start,
     plot_curve,
 )
 from rl_control.cli import main as cli_main
@@ -100,6 +102,42 @@ def test_curve_plot_is_written(tmp_path: Path) -> None:
     assert log.mean == pytest.approx(43.0 / 3.0)
 
 
+def test_a_mean_return_comes_with_its_standard_error() -> None:
+    returns = [3.0, 10.0, 30.0, 41.0]
+    log = EpisodeLog(times_s=[1.0, 2.0, 3.0, 4.0], returns=returns)
+    assert log.standard_error == pytest.approx(np.std(returns, ddof=1) / 2.0)
+    assert np.isnan(EpisodeLog(times_s=[1.0], returns=[5.0]).standard_error)
+
+
+def test_deployment_figures_give_each_policy_its_kept_share_and_its_episodes() -> None:
+    deployed = {
+        "randomized": EpisodeLog(times_s=[1.0, 2.0], returns=[50.0, 60.0]),
+        "nominal": EpisodeLog(times_s=[1.0, 2.0], returns=[40.0, 44.0]),
+    }
+    figures = deployment_figures(deployed, {"sim_return": 60.0, "nominal_policy_sim_return": 70.0})
+    assert figures["emulated_return_before"] == 55.0 and figures["nominal_policy_emulated_return"] == 42.0
+    assert figures["kept_fraction"] == pytest.approx(55.0 / 60.0)
+    assert figures["nominal_policy_kept_fraction"] == pytest.approx(42.0 / 70.0)
+    assert figures["emulated_return_before_stderr"] == pytest.approx(5.0)
+    assert figures["nominal_policy_emulated_returns"] == [40.0, 44.0]
+    assert figures["emulated_returns_before"] == [50.0, 60.0]
+
+
 def test_sim_to_real_flags_are_refused_by_other_benchmarks() -> None:
     with pytest.raises(SystemExit, match="--minutes does not apply"):
         cli_main(["bench", "driver", "--minutes", "1"])
+    with pytest.raises(SystemExit, match="--episodes does not apply"):
+        cli_main(["bench", "learner", "--episodes", "5"])
+
+
+def test_fine_tuning_starts_from_the_better_policy_that_falls_short() -> None:
+    def logs(randomized: float, nominal: float) -> dict[str, EpisodeLog]:
+        return {
+            "randomized": EpisodeLog(times_s=[1.0], returns=[randomized]),
+            "nominal": EpisodeLog(times_s=[1.0], returns=[nominal]),
+        }
+
+    assert finetune_start(logs(60.0, 62.0), 65.0) == "nominal"
+    assert finetune_start(logs(60.0, 58.0), 65.0) == "randomized"
+    assert finetune_start(logs(60.0, 70.0), 65.0) == "randomized"  # the nominal-only one needs none
+    assert finetune_start(logs(66.0, 70.0), 65.0) is None

@@ -53,6 +53,7 @@ def test_sweep_writes_json_and_png_over_the_grid(tmp_path: Path, capsys: pytest.
         assert len(means) == 3 and len(mass["std_return"][label]) == 3
         # The grid point at the nominal value repeats the nominal episodes exactly (same seeds)...
         assert means[1] == pytest.approx(report["nominal_return"][label])
+        assert mass["std_return"][label][1] == pytest.approx(report["nominal_std_return"][label])
         assert noise["mean_return"][label][0] == pytest.approx(report["nominal_return"][label])
         # ...and the others really change the dynamics.
         assert means[0] != pytest.approx(means[1]) and means[2] != pytest.approx(means[1])

@@ -8,10 +8,10 @@ The chain, each step a real process as a user would run it:
 2. sweep both over a small grid of dynamics (``rl_control.sweep``); its nominal point is ``sim_return``;
 3. deploy each on the emulated arm (``rl-control emulate dynamixel`` + the ``deploy`` graph with
    ``driver_node``, reality gap ``default``): the mean of the actor's episode returns;
-4. fine-tune the policy that falls short on the emulated arm with the ``robot_finetune`` graph in real
-   time: a new learner run starts from the simulation run (``learner_node.start_from``: actor, critics,
-   normalizer) with the simulation transitions as prior data sampled at ``demo_fraction`` of each
-   minibatch and ``finetune_utd_ratio`` updates per arm step; episodes reset through
+4. fine-tune the better of the policies that fall short on the emulated arm with the ``robot_finetune``
+   graph in real time: a new learner run starts from the simulation run (``learner_node.start_from``:
+   actor, critics, normalizer) with the simulation transitions as prior data sampled at ``demo_fraction``
+   of each minibatch and ``finetune_utd_ratio`` updates per arm step; episodes reset through
    ``/driver_node/reset``; then deploy the fine-tuned policy again (``emulated_return_after``).
 
 Figures come from the actor's ``/diagnostics`` (``episodes``, ``last_episode_return``,
@@ -53,6 +53,8 @@ TRAIN_STEPS = 40_000  # 15 000 (the first recipe) left both policies short of th
 RANDOMIZATION_CONFIG = "arm_sim.yaml"
 EXPERT_EPISODES = 20  # scripted-expert episodes seeding each training's demonstration buffer
 STARTUP_S = 120.0  # a graph's nodes take a while to start on a loaded 2-core machine
+#: Wall clock allowed per deployed episode: the arm's 2 s episode and its ~1 s move home, with room.
+EPISODE_ALLOWANCE_S = 6.0
 #: On a loaded machine the emulator now and then misses a reply while the driver configures the servos
 #: (the driver then exits); such a graph is started again, once.
 GRAPH_ATTEMPTS = 2
@@ -77,8 +79,10 @@ class SimToRealSettings:
     out_dir: Path = Path("runs/sim_to_real")
     train_steps: int = TRAIN_STEPS
     train_seed: int = 0  # seed of both trainings (another seed: another pair of trained policies)
-    sim_episodes: int = 20
-    deploy_episodes: int = 20
+    #: episodes per figure: single returns spread by about +-20 around the mean (the target decides), so
+    #: 100 episodes put a figure's standard error near 2 (20 gave 4-5, as large as the effects measured)
+    sim_episodes: int = 100
+    deploy_episodes: int = 100
     finetune_minutes: float = 10.0
     reality_gap: str = "default"
     controller: str = ""  # the policies' contract controller (set from the trained policy)
@@ -103,6 +107,13 @@ class EpisodeLog:
     def mean(self) -> float:
         """Mean episode return (NaN without episodes)."""
         return float(np.mean(self.returns)) if self.returns else float("nan")
+
+    @property
+    def standard_error(self) -> float:
+        """Standard error of :attr:`mean` (NaN with fewer than two episodes)."""
+        if len(self.returns) < 2:
+            return float("nan")
+        return float(np.std(self.returns, ddof=1) / np.sqrt(len(self.returns)))
 
 
 class ActorDiagnostics:
@@ -195,8 +206,9 @@ def trained_controller(policy_file: Path) -> str:
     return contract.controller
 
 
-def sweep_policies(runs: dict[str, Path], settings: SimToRealSettings) -> dict[str, float]:
-    """Sweep both policies over :data:`SWEEP_GRID`; their returns at the nominal model (``sim_return``)."""
+def sweep_policies(runs: dict[str, Path], settings: SimToRealSettings) -> dict[str, tuple[float, float]]:
+    """Sweep both policies over :data:`SWEEP_GRID`; (mean, standard error) of their returns at the nominal
+    model (``sim_return``)."""
     from rl_control.sweep import parse_grid, run_sweep
 
     paths = [runs["randomized"] / "policy.onnx", runs["nominal"] / "policy.onnx"]
@@ -207,7 +219,12 @@ def sweep_policies(runs: dict[str, Path], settings: SimToRealSettings) -> dict[s
         out_dir=settings.out_dir / "sweep",
     )
     labels = {str(path): label for label, path in report["policies"].items()}
-    return {name: report["nominal_return"][labels[str(runs[name] / "policy.onnx")]] for name in runs}
+    root_n = np.sqrt(settings.sim_episodes)
+    figures = {}
+    for name, run in runs.items():
+        label = labels[str(run / "policy.onnx")]
+        figures[name] = (report["nominal_return"][label], report["nominal_std_return"][label] / root_n)
+    return figures
 
 
 def emulated_experiment(
@@ -290,7 +307,8 @@ def _run_graph(
         graph,
         "--no-progress",
     ]
-    command += ["--max-minutes", str(minutes + STARTUP_S / 60.0 + 1.0)]
+    limit_s = 60.0 * minutes + STARTUP_S + 60.0 + EPISODE_ALLOWANCE_S * (episodes + 1)
+    command += ["--max-minutes", str(limit_s / 60.0)]
     command += ["--policy", str(policy)] if policy is not None else []
     log_path = config.with_suffix(f".{graph}.log")
     diagnostics.restart()
@@ -305,7 +323,16 @@ def _run_graph(
             raise error(f"{graph}: no episode ended\n{log_path.read_text(errors='replace')[-4000:]}")
         diagnostics.restart()  # the first episode started before the arm was at its home pose
         if episodes:
-            diagnostics.probe.spin_until(lambda: len(diagnostics.log.returns) >= episodes, 60.0 * episodes)
+            diagnostics.probe.spin_until(
+                lambda: len(diagnostics.log.returns) >= episodes or launcher.poll() is not None,
+                EPISODE_ALLOWANCE_S * episodes + 60.0,
+            )
+            if len(diagnostics.log.returns) < episodes:
+                raise RuntimeError(
+                    f"{graph}: {len(diagnostics.log.returns)} of {episodes} episodes ended\n"
+                    f"{log_path.read_text(errors='replace')[-4000:]}"
+                )
+            del diagnostics.log.returns[episodes:], diagnostics.log.times_s[episodes:]
         else:
             diagnostics.probe.spin_for(60.0 * minutes)
     finally:
@@ -394,7 +421,44 @@ def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold
         "finetune_episode_returns": curve.returns,
         "interventions": curve.interventions,
         "emulated_return_after": after.mean,
+        "emulated_return_after_stderr": after.standard_error,
+        "emulated_returns_after": after.returns,
     }
+
+
+def deploy_both(settings: SimToRealSettings, trained: dict[str, Path], link: Path) -> dict[str, EpisodeLog]:
+    """Each trained policy on the emulated arm (``deploy`` graph): its episode returns."""
+    deployed = {}
+    for name, run_dir in trained.items():
+        config = emulated_experiment(settings, link, settings.out_dir / f"deploy_{name}", f"deploy_{name}")
+        deployed[name] = run_graph(
+            config, "deploy", policy=run_dir / "policy.onnx", episodes=settings.deploy_episodes
+        )
+    return deployed
+
+
+def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> dict[str, Any]:
+    """The emulated-arm figures of both policies, with standard errors and the share of the simulated
+    return each kept; the episode returns too (both policies meet the same targets in the same order,
+    the actor's seed, so they compare pairwise)."""
+    figures: dict[str, Any] = {}
+    for name, prefix, sim_key in (
+        ("randomized", "emulated_return_before", "sim_return"),
+        ("nominal", "nominal_policy_emulated_return", "nominal_policy_sim_return"),
+    ):
+        log = deployed[name]
+        figures[prefix], figures[f"{prefix}_stderr"] = log.mean, log.standard_error
+        figures[prefix.replace("return", "returns")] = log.returns
+        kept_key = "kept_fraction" if name == "randomized" else "nominal_policy_kept_fraction"
+        figures[kept_key] = log.mean / sim[sim_key]
+    return figures
+
+
+def finetune_start(deployed: dict[str, EpisodeLog], threshold: float) -> str | None:
+    """The policy to fine-tune on the arm: of those short of ``threshold`` there, the better one (a user
+    fine-tunes the best policy they have that is not good enough); None when both reach it."""
+    short = [name for name, log in deployed.items() if log.mean < threshold]
+    return max(short, key=lambda name: deployed[name].mean) if short else None
 
 
 def _save(result: dict[str, Any], settings: SimToRealSettings) -> None:
@@ -402,25 +466,19 @@ def _save(result: dict[str, Any], settings: SimToRealSettings) -> None:
     (settings.out_dir / "sim_to_real.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
 
 
-def bench_sim_to_real(
-    json_output: bool,
-    quick: bool = False,
-    out_dir: str | None = None,
-    train_steps: int | None = None,
-    finetune_minutes: float | None = None,
-    runs: list[str] | None = None,
-    reality_gap: str | None = None,
-    train_seed: int | None = None,
-    settings: SimToRealSettings | None = None,
-) -> dict[str, Any]:
-    """Run the chain (see the module docstring); print a table unless ``json_output``; return the figures.
-
-    ``runs``: the randomized and the nominal training run directories to reuse (no training);
-    ``finetune_minutes`` 0 skips fine-tuning; ``reality_gap``: the emulator's preset (``default``)."""
-    from rl_control.envs.tasks import make_task
-    from rl_control.testing.node_process import isolated_ros_domain
-
-    settings = settings or SimToRealSettings()
+def _settings_with(
+    settings: SimToRealSettings,
+    *,
+    quick: bool,
+    out_dir: str | None,
+    train_steps: int | None,
+    finetune_minutes: float | None,
+    runs: list[str] | None,
+    reality_gap: str | None,
+    train_seed: int | None,
+    episodes: int | None,
+) -> SimToRealSettings:
+    """``settings`` with the command line's options applied (each checked)."""
     if quick:
         settings.train_steps, settings.sim_episodes, settings.deploy_episodes = 1200, 3, 2
         settings.finetune_minutes = 1.0
@@ -432,6 +490,10 @@ def bench_sim_to_real(
         settings.train_steps = train_steps
     if train_seed is not None:
         settings.train_seed = train_seed
+    if episodes is not None:
+        if episodes < 2:
+            raise ValueError(f"--episodes must be >= 2 (a mean and its standard error), got {episodes}")
+        settings.sim_episodes = settings.deploy_episodes = episodes
     if reality_gap is not None:
         from rl_control.drivers.dynamixel.emulator import REALITY_GAPS
 
@@ -441,6 +503,40 @@ def bench_sim_to_real(
     if finetune_minutes is not None:
         settings.finetune_minutes = finetune_minutes
         settings.finetune = finetune_minutes > 0
+    return settings
+
+
+def bench_sim_to_real(
+    json_output: bool,
+    quick: bool = False,
+    out_dir: str | None = None,
+    train_steps: int | None = None,
+    finetune_minutes: float | None = None,
+    runs: list[str] | None = None,
+    reality_gap: str | None = None,
+    train_seed: int | None = None,
+    episodes: int | None = None,
+    settings: SimToRealSettings | None = None,
+) -> dict[str, Any]:
+    """Run the chain (see the module docstring); print a table unless ``json_output``; return the figures.
+
+    ``runs``: the randomized and the nominal training run directories to reuse (no training);
+    ``finetune_minutes`` 0 skips fine-tuning; ``reality_gap``: the emulator's preset (``default``);
+    ``episodes``: per simulated and per deployed figure (each figure comes with its standard error)."""
+    from rl_control.envs.tasks import make_task
+    from rl_control.testing.node_process import isolated_ros_domain
+
+    settings = _settings_with(
+        settings or SimToRealSettings(),
+        quick=quick,
+        out_dir=out_dir,
+        train_steps=train_steps,
+        finetune_minutes=finetune_minutes,
+        runs=runs,
+        reality_gap=reality_gap,
+        train_seed=train_seed,
+        episodes=episodes,
+    )
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     # DDS discovery on this machine, as the launcher's nodes have it: the probe must hear them
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -453,25 +549,18 @@ def bench_sim_to_real(
         "reality_gap": settings.reality_gap,
         "train_seed": settings.train_seed,
     }
-    result["sim_return"] = sim["randomized"]
-    result["nominal_policy_sim_return"] = sim["nominal"]
+    result["sim_return"], result["sim_return_stderr"] = sim["randomized"]
+    result["nominal_policy_sim_return"], result["nominal_policy_sim_return_stderr"] = sim["nominal"]
     _save(result, settings)
     with isolated_ros_domain(), emulated_arm(settings) as link:
-        deployed = {}
-        for name, run_dir in trained.items():
-            deploy_dir = settings.out_dir / f"deploy_{name}"
-            config = emulated_experiment(settings, link, deploy_dir, f"deploy_{name}")
-            policy = run_dir / "policy.onnx"
-            deployed[name] = run_graph(
-                config, "deploy", policy=policy, episodes=settings.deploy_episodes
-            ).mean
-        result["emulated_return_before"] = deployed["randomized"]
-        result["nominal_policy_emulated_return"] = deployed["nominal"]
-        start = "nominal" if deployed["nominal"] <= deployed["randomized"] else "randomized"
-        result["finetune_from"] = start
-        result["finetune_start_return"] = deployed[start]
+        deployed = deploy_both(settings, trained, link)
+        result.update(deployment_figures(deployed, result))
+        start = finetune_start(deployed, threshold)
+        result["finetune_from"] = start or "none"
+        if start is not None:
+            result["finetune_start_return"] = deployed[start].mean
         _save(result, settings)
-        if settings.finetune:
+        if settings.finetune and start is not None:
             result.update(finetune(settings, trained[start], link, threshold))
     _save(result, settings)
     if not json_output:
