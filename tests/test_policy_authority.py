@@ -136,10 +136,19 @@ def test_probe_refuses_nan_for_non_zero_observations() -> None:
         probe_policy(policy, ring.probe_set(), budget_s=1.0)
 
 
+def test_probe_accepts_a_saturated_action_one_float32_step_past_its_bound() -> None:
+    """The fault: a fine-tuned policy's saturated tanh came out as -1.0000001 and every probe refused it."""
+    just_past = float(np.nextafter(np.float32(-1.0), np.float32(-2.0)))
+    report = probe_policy(FunctionPolicy(lambda obs: [just_past]), np.zeros((2, 3), np.float32), budget_s=1.0)
+    assert report.observations == 2
+
+
 def test_probe_refuses_out_of_bounds_shape_and_exceptions() -> None:
     observations = np.zeros((2, 3), np.float32)
     with pytest.raises(PolicyRefusedError, match=r"outside the action bounds \[-1, 1\]"):
         probe_policy(FunctionPolicy(lambda obs: [1.5]), observations, budget_s=1.0)
+    with pytest.raises(PolicyRefusedError, match=r"outside the action bounds"):
+        probe_policy(FunctionPolicy(lambda obs: [-1.001]), observations, budget_s=1.0)
     with pytest.raises(PolicyRefusedError, match=r"shape \(2,\) for the zero observation"):
         probe_policy(FunctionPolicy(lambda obs: [0.0, 0.0]), observations, budget_s=1.0)
 

@@ -114,10 +114,19 @@ def test_deployment_figures_give_each_policy_its_kept_share_and_its_episodes() -
         "randomized": EpisodeLog(times_s=[1.0, 2.0], returns=[50.0, 60.0]),
         "nominal": EpisodeLog(times_s=[1.0, 2.0], returns=[40.0, 44.0]),
     }
-    figures = deployment_figures(deployed, {"sim_return": 60.0, "nominal_policy_sim_return": 70.0})
+    sim = {
+        "sim_return": 60.0,
+        "sim_return_stderr": 3.0,
+        "nominal_policy_sim_return": 70.0,
+        "nominal_policy_sim_return_stderr": 0.0,
+    }
+    figures = deployment_figures(deployed, sim)
     assert figures["emulated_return_before"] == 55.0 and figures["nominal_policy_emulated_return"] == 42.0
     assert figures["kept_fraction"] == pytest.approx(55.0 / 60.0)
     assert figures["nominal_policy_kept_fraction"] == pytest.approx(42.0 / 70.0)
+    # 5/55 and 3/60 relative errors in quadrature; 2/42 alone where the simulated figure is exact
+    assert figures["kept_fraction_stderr"] == pytest.approx(55.0 / 60.0 * np.hypot(5.0 / 55.0, 3.0 / 60.0))
+    assert figures["nominal_policy_kept_fraction_stderr"] == pytest.approx(42.0 / 70.0 * 2.0 / 42.0)
     assert figures["emulated_return_before_stderr"] == pytest.approx(5.0)
     assert figures["nominal_policy_emulated_returns"] == [40.0, 44.0]
     assert figures["emulated_returns_before"] == [50.0, 60.0]

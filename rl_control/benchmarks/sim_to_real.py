@@ -438,9 +438,9 @@ def deploy_both(settings: SimToRealSettings, trained: dict[str, Path], link: Pat
 
 
 def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> dict[str, Any]:
-    """The emulated-arm figures of both policies, with standard errors and the share of the simulated
-    return each kept; the episode returns too (both policies meet the same targets in the same order,
-    the actor's seed, so they compare pairwise)."""
+    """The emulated-arm figures of both policies, with standard errors, and the share of the simulated
+    return each kept (``sim``: the simulated figures with their standard errors); the episode returns too
+    (both policies meet the same targets in the same order, the actor's seed: they compare pairwise)."""
     figures: dict[str, Any] = {}
     for name, prefix, sim_key in (
         ("randomized", "emulated_return_before", "sim_return"),
@@ -450,7 +450,11 @@ def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> 
         figures[prefix], figures[f"{prefix}_stderr"] = log.mean, log.standard_error
         figures[prefix.replace("return", "returns")] = log.returns
         kept_key = "kept_fraction" if name == "randomized" else "nominal_policy_kept_fraction"
-        figures[kept_key] = log.mean / sim[sim_key]
+        kept = log.mean / sim[sim_key]
+        figures[kept_key] = kept
+        # first-order error propagation of a ratio of two independent means
+        relative = np.hypot(log.standard_error / log.mean, sim[f"{sim_key}_stderr"] / sim[sim_key])
+        figures[f"{kept_key}_stderr"] = float(abs(kept) * relative)
     return figures
 
 
