@@ -220,14 +220,7 @@ def gym_error() -> type[Exception]:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from rl_control.learning.distill import DistillConfig, distill
 
-    config = DistillConfig(
-        task=args.task,
-        episodes=args.episodes,
-        epochs=args.epochs,
-        seed=args.seed,
-        dagger_rounds=args.dagger_rounds,
-        dagger_episodes=args.dagger_episodes,
-    )
+    config = DistillConfig(task=args.task, episodes=args.episodes, epochs=args.epochs, seed=args.seed)
     if args.threads:
         import torch
 
@@ -548,15 +541,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default="runs/quadruped_walk", help="policy.onnx and summary.json go here")
     p.add_argument("--episodes", type=int, default=200, help="randomized expert episodes (default: 200)")
     p.add_argument("--epochs", type=int, default=30, help="passes over the data (default: 30)")
-    p.add_argument(
-        "--dagger-rounds",
-        type=int,
-        default=0,
-        help="DAgger rounds: the student drives, the expert labels its states, fit again (default: 0)",
-    )
-    p.add_argument(
-        "--dagger-episodes", type=int, default=50, help="student episodes per DAgger round (default: 50)"
-    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=thread_count, default=0, help="torch threads (default: torch's choice)")
     p.set_defaults(func=_cmd_distill)

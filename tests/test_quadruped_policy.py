@@ -10,7 +10,7 @@ import pytest
 
 from rl_control.envs.gym_env import RobotTaskEnv
 from rl_control.graph import ACTOR_NODE, parameter_overrides
-from rl_control.learning.distill import DistillConfig, collect, distill
+from rl_control.learning.distill import DistillConfig, distill
 from rl_control.learning.experts import TrotExpert
 from rl_control.learning.gym_train import evaluate_policy
 from rl_control.paths import packaged_policy, resolve_policy_file, share_dir
@@ -42,36 +42,6 @@ def test_distill_exports_a_verified_policy_with_the_task_contract(tmp_path: Path
     assert json.loads(policy.metadata["distill_config"])["episodes"] == 2
     with pytest.raises(ValueError, match="no scripted expert for task 'arm_reach'"):
         distill(DistillConfig(task="arm_reach"), tmp_path / "arm")
-
-
-def test_dagger_lets_the_student_drive_and_the_expert_label_its_states() -> None:
-    config = DistillConfig(episodes=1, episode_steps=100)
-
-    def standing(obs: np.ndarray) -> np.ndarray:  # a student that never walks
-        return np.zeros(12, np.float32)
-
-    observations, labels, returns = collect(config, student=standing, episodes=1)
-    _, expert_labels, expert_returns = collect(config, episodes=1)
-    assert observations.shape == (100, 48) and labels.shape == (100, 12)
-    # the student's trajectory (it stands), the expert's actions on it (it would walk)
-    assert returns[0] < expert_returns[0] - 20.0, (returns, expert_returns)
-    assert np.abs(labels).mean() > 0.05 and not np.allclose(labels, expert_labels)
-
-
-def test_distill_with_dagger_rounds_fits_on_the_student_states_too(tmp_path: Path) -> None:
-    config = DistillConfig(
-        episodes=2,
-        episode_steps=50,
-        epochs=2,
-        eval_episodes=1,
-        hidden_sizes=[32],
-        dagger_rounds=1,
-        dagger_episodes=1,
-    )
-    summary = distill(config, tmp_path)
-    assert 100 < summary["env_steps"] <= 150  # a student episode may end early in a fall
-    recipe = json.loads(OnnxPolicy.from_file(tmp_path / "policy.onnx").metadata["distill_config"])
-    assert recipe["dagger_rounds"] == 1 and recipe["dagger_episodes"] == 1
 
 
 def test_a_shipped_policy_name_resolves_to_its_file(tmp_path: Path) -> None:

@@ -5,9 +5,8 @@ The expert drives the simulated robot with every domain-randomization range of
 the executed action is the expert's plus Gaussian noise (a different level per episode) while the label is
 the expert's clean action, so the data also show how to return to the gait after a disturbance. An MLP
 actor (the learner's :class:`~rl_control.learning.networks.Actor` with observation normalization) regresses
-the labels. Optional DAgger rounds (Ross et al. 2011) then let the student drive, label the states it
-visits with the expert's actions, and fit again on all data. The result is exported, verified and evaluated
-like a learner's policy: deterministic episodes on the nominal model and under randomization.
+the labels; the result is exported, verified and evaluated like a learner's policy: deterministic episodes
+on the nominal model and under randomization.
 
 Used for ``quadruped_walk``, where reinforcement learning from scratch does not fit the time a 2-core
 machine gives (see docs/howto_quadruped.md for the figures).
@@ -59,39 +58,28 @@ class DistillConfig:
     learning_rate: float = 1e-3
     eval_episodes: int = 10
     seed: int = 0
-    dagger_rounds: int = 0  # rounds of the student driving while the expert labels its states
-    dagger_episodes: int = 50  # student episodes per DAgger round
 
 
-def collect(
-    config: DistillConfig,
-    student: Expert | None = None,
-    episodes: int | None = None,
-    first_episode: int = 0,
-) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Rollouts under the default randomization: observations, the expert's clean actions, returns.
-
-    The expert drives (plus DART noise), or ``student`` does while the expert, run alongside on the same
-    states, only labels them (DAgger). ``first_episode`` offsets the episode seeds and noise levels."""
+def collect(config: DistillConfig) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Expert rollouts under the default randomization: observations, clean expert actions, returns."""
     if config.task not in EXPERTS:
         raise ValueError(f"no scripted expert for task {config.task!r}; available: {sorted(EXPERTS)}")
     env = RobotTaskEnv(
         config.task, randomization=RandomizationConfig(enabled=True), episode_steps=config.episode_steps
     )
-    rng = np.random.default_rng(config.seed + first_episode)
+    rng = np.random.default_rng(config.seed)
     observations: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     returns = []
-    for episode in range(first_episode, first_episode + (config.episodes if episodes is None else episodes)):
+    for episode in range(config.episodes):
         expert = EXPERTS[config.task]()
         noise = config.action_noise[episode % len(config.action_noise)]
         obs, _ = env.reset(seed=config.seed * 100_000 + episode)
         total, done = 0.0, False
         while not done:
-            label = expert(obs)
+            action = expert(obs)
             observations.append(obs)
-            labels.append(label)
-            action = label if student is None else student(obs)
+            labels.append(action)
             executed = np.clip(action + noise * rng.standard_normal(action.shape), -1.0, 1.0)
             obs, reward, terminated, truncated, _ = env.step(executed.astype(np.float32))
             total += float(reward)
@@ -125,16 +113,6 @@ def fit(observations: np.ndarray, labels: np.ndarray, config: DistillConfig) -> 
     return policy, losses
 
 
-def _acting(policy: Policy) -> Expert:
-    """The student as an action function of one observation (deterministic, no gradients)."""
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return policy(torch.from_numpy(obs.astype(np.float32)[None]))[0].numpy()
-
-    return act
-
-
 def export(policy: Policy, env: RobotTaskEnv, path: Path, extra: dict[str, str]) -> bytes:
     """Write the deterministic ONNX policy with the task's contract metadata (verified against torch)."""
     metadata = {
@@ -164,13 +142,6 @@ def distill(config: DistillConfig, run_dir: Path) -> dict[str, Any]:
     collected = time.monotonic()
     log.info("%d expert steps in %.0f s; fitting", len(observations), collected - start)
     policy, losses = fit(observations, labels, config)
-    for round_index in range(config.dagger_rounds):
-        first = config.episodes + round_index * config.dagger_episodes
-        more_obs, more_labels, _ = collect(config, _acting(policy), config.dagger_episodes, first)
-        observations = np.concatenate([observations, more_obs])
-        labels = np.concatenate([labels, more_labels])
-        log.info("DAgger round %d: %d labelled student steps; fitting again", round_index + 1, len(more_obs))
-        policy, losses = fit(observations, labels, config)
     fitted = time.monotonic()
     nominal_env = RobotTaskEnv(config.task)
     recipe = {
