@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -80,6 +81,13 @@ def test_sim_to_real_howto_commands_run_in_short_form(tmp_path: Path) -> None:
     produced_files = ("runs/arm_dr/policy.onnx", "runs/arm_nominal/policy.onnx", "runs/arm_sweep/sweep.png")
     for produced in (*produced_files, "runs/sim_to_real/sim_to_real.json"):
         assert (tmp_path / produced).is_file(), produced
+    figures = json.loads((tmp_path / "runs/sim_to_real/sim_to_real.json").read_text())
+    # --quick deploys 2 episodes per policy on the emulated arm, both on the same targets
+    assert len(figures["emulated_returns_before"]) == len(figures["nominal_policy_emulated_returns"]) == 2
+    assert figures["kept_fraction"] == pytest.approx(
+        figures["emulated_return_before"] / figures["sim_return"]
+    )
+    assert figures["emulated_return_before_stderr"] >= 0.0 and "train_seed" not in figures  # --runs given
 
 
 def test_real_robot_experiment_file_passes_config_check_against_a_sim_run(

@@ -450,12 +450,19 @@ def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> 
         figures[prefix], figures[f"{prefix}_stderr"] = log.mean, log.standard_error
         figures[prefix.replace("return", "returns")] = log.returns
         kept_key = "kept_fraction" if name == "randomized" else "nominal_policy_kept_fraction"
-        kept = log.mean / sim[sim_key]
-        figures[kept_key] = kept
-        # first-order error propagation of a ratio of two independent means
-        relative = np.hypot(log.standard_error / log.mean, sim[f"{sim_key}_stderr"] / sim[sim_key])
-        figures[f"{kept_key}_stderr"] = float(abs(kept) * relative)
+        figures[kept_key], figures[f"{kept_key}_stderr"] = _ratio(
+            log.mean, log.standard_error, sim[sim_key], sim[f"{sim_key}_stderr"]
+        )
     return figures
+
+
+def _ratio(value: float, value_error: float, base: float, base_error: float) -> tuple[float, float]:
+    """``value / base`` and its standard error (first-order propagation, independent means); NaN for a zero
+    ``value`` or ``base`` (an untrained policy's return can be)."""
+    if value == 0.0 or base == 0.0:
+        return float("nan"), float("nan")
+    ratio = value / base
+    return ratio, abs(ratio) * float(np.hypot(value_error / value, base_error / base))
 
 
 def finetune_start(deployed: dict[str, EpisodeLog], threshold: float) -> str | None:
@@ -548,11 +555,10 @@ def bench_sim_to_real(
     trained = train_policies(settings)
     settings.controller = trained_controller(trained["randomized"] / "policy.onnx")
     sim = sweep_policies(trained, settings)
-    result: dict[str, Any] = {
-        "success_threshold": threshold,
-        "reality_gap": settings.reality_gap,
-        "train_seed": settings.train_seed,
-    }
+    result: dict[str, Any] = {"success_threshold": threshold, "reality_gap": settings.reality_gap}
+    if settings.randomized_run is None or settings.nominal_run is None:
+        result["train_seed"] = settings.train_seed  # a seed only where this run trained
+    result["runs"] = {name: str(run) for name, run in trained.items()}
     result["sim_return"], result["sim_return_stderr"] = sim["randomized"]
     result["nominal_policy_sim_return"], result["nominal_policy_sim_return_stderr"] = sim["nominal"]
     _save(result, settings)
@@ -569,6 +575,6 @@ def bench_sim_to_real(
     _save(result, settings)
     if not json_output:
         for key, value in result.items():
-            if not isinstance(value, list):
+            if not isinstance(value, list | dict):
                 print(f"{key:<32} {value:.3g}" if isinstance(value, float) else f"{key:<32} {value}")
     return result
