@@ -320,7 +320,7 @@ def _run_graph(
         )
         if not diagnostics.log.returns:
             error = GraphDiedError if launcher.poll() is not None else RuntimeError
-            raise error(f"{graph}: no episode ended\n{log_path.read_text(errors='replace')[-4000:]}")
+            raise error(f"{graph}: no episode ended\n{_log_tail(log_path)}")
         diagnostics.restart()  # the first episode started before the arm was at its home pose
         if episodes:
             diagnostics.probe.spin_until(
@@ -330,7 +330,7 @@ def _run_graph(
             if len(diagnostics.log.returns) < episodes:
                 raise RuntimeError(
                     f"{graph}: {len(diagnostics.log.returns)} of {episodes} episodes ended\n"
-                    f"{log_path.read_text(errors='replace')[-4000:]}"
+                    f"{_log_tail(log_path)}"
                 )
             del diagnostics.log.returns[episodes:], diagnostics.log.times_s[episodes:]
         else:
@@ -338,6 +338,11 @@ def _run_graph(
     finally:
         stop_graph(launcher)
     return diagnostics.log
+
+
+def _log_tail(log_path: Path) -> str:
+    """The end of a graph's log, for an error message."""
+    return log_path.read_text(errors="replace")[-4000:]
 
 
 def stop_graph(launcher: subprocess.Popen[bytes]) -> None:
@@ -442,14 +447,22 @@ def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> 
     return each kept (``sim``: the simulated figures with their standard errors); the episode returns too
     (both policies meet the same targets in the same order, the actor's seed: they compare pairwise)."""
     figures: dict[str, Any] = {}
-    for name, prefix, sim_key in (
-        ("randomized", "emulated_return_before", "sim_return"),
-        ("nominal", "nominal_policy_emulated_return", "nominal_policy_sim_return"),
+    for name, key, returns_key, sim_key, kept_key in (
+        ("randomized", "emulated_return_before", "emulated_returns_before", "sim_return", "kept_fraction"),
+        (
+            "nominal",
+            "nominal_policy_emulated_return",
+            "nominal_policy_emulated_returns",
+            "nominal_policy_sim_return",
+            "nominal_policy_kept_fraction",
+        ),
     ):
         log = deployed[name]
-        figures[prefix], figures[f"{prefix}_stderr"] = log.mean, log.standard_error
-        figures[prefix.replace("return", "returns")] = log.returns
-        kept_key = "kept_fraction" if name == "randomized" else "nominal_policy_kept_fraction"
+        figures[key], figures[f"{key}_stderr"], figures[returns_key] = (
+            log.mean,
+            log.standard_error,
+            log.returns,
+        )
         figures[kept_key], figures[f"{kept_key}_stderr"] = _ratio(
             log.mean, log.standard_error, sim[sim_key], sim[f"{sim_key}_stderr"]
         )
@@ -458,11 +471,11 @@ def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> 
 
 def _ratio(value: float, value_error: float, base: float, base_error: float) -> tuple[float, float]:
     """``value / base`` and its standard error (first-order propagation, independent means); NaN for a zero
-    ``value`` or ``base`` (an untrained policy's return can be)."""
-    if value == 0.0 or base == 0.0:
+    ``base`` (an untrained policy's return can be)."""
+    if base == 0.0:
         return float("nan"), float("nan")
     ratio = value / base
-    return ratio, abs(ratio) * float(np.hypot(value_error / value, base_error / base))
+    return ratio, float(np.hypot(value_error, ratio * base_error)) / abs(base)
 
 
 def finetune_start(deployed: dict[str, EpisodeLog], threshold: float) -> str | None:
