@@ -35,6 +35,7 @@ BENCHMARKS = {
     "faults": "rl_control.faults:bench_faults",
     "driver": "rl_control.drivers.dynamixel.bench:bench_driver",
     "actors": "rl_control.benchmarks.actors:bench_actors",
+    "main-job": "rl_control.benchmarks.main_job:bench_main_job",
     "sim-to-real": "rl_control.benchmarks.sim_to_real:bench_sim_to_real",
 }
 DEFAULT_EVAL_ENV = "rl_control/PendulumSwingup-v0"
@@ -407,6 +408,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "runs": args.runs,
         "reality_gap": args.gap,
         "episodes": args.episodes,
+        "robots": args.robots,
     }
     given = {key: value for key, value in options.items() if value is not None}
     accepted = inspect.signature(bench).parameters
@@ -653,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         help="sample-efficiency: the preset(s) compared with SB3 SAC, comma-separated (default: droq)",
     )
-    p.add_argument("--seeds", type=int, help="sample-efficiency: number of seeds (default: 3)")
+    p.add_argument("--seeds", type=int, help="sample-efficiency, main-job: number of seeds (default: 3)")
     p.add_argument(
         "--env",
         dest="env_id",
@@ -689,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gap",
         help="sim-to-real: the emulated arm's reality gap preset: none, default (the default) or harsh",
+    )
+    p.add_argument(
+        "--robots", help="main-job: also time the main job with these numbers of simulated robots, e.g. 2,4"
     )
     p.set_defaults(func=_cmd_bench)
 

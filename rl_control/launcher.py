@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,19 @@ def run_launch(
     if "learner_node" in {node.spec.name for node in started}:
         status = max(status, monitor.finish(Path(config.shared.run_dir), reason))
     return status
+
+
+def stop_graph(launcher: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C the launcher (it stops its nodes); then kill whatever is left of it and of its nodes (each
+    node runs in its own session, so a node left running would hold the serial port and publish an
+    actor's diagnostics into the next graph's measurement)."""
+    listed = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True, check=False)
+    nodes = [int(pid) for pid in listed.stdout.split()]
+    launcher.send_signal(signal.SIGINT)
+    with suppress(subprocess.TimeoutExpired):
+        launcher.wait(timeout=90)
+    for pid in (launcher.pid, *nodes):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        launcher.wait(timeout=10)

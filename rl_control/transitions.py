@@ -58,6 +58,14 @@ class TransitionBatch:
         """How many rows hold a human's action."""
         return int(np.count_nonzero(self.intervention))
 
+    def end_stream(self) -> None:
+        """Mark the last row truncated unless it ends an episode: n-step returns then never run past it
+        into rows stored next that do not continue it (another file, robot or message)."""
+        if len(self) and self.terminated[-1] == 0 and self.truncated[-1] == 0:
+            if not self.truncated.flags.writeable:  # e.g. a view of a received message's buffer
+                self.truncated = self.truncated.copy()
+            self.truncated[-1] = 1.0
+
     def select(self, rows: slice | np.ndarray) -> TransitionBatch:
         """The rows ``rows`` (a slice, a boolean mask or indices) as a new batch of copies."""
         return TransitionBatch(**{name: np.asarray(getattr(self, name))[rows].copy() for name in FIELDS})

@@ -31,12 +31,20 @@ def test_bench_rejects_options_of_other_benchmarks(capsys: pytest.CaptureFixture
         "faults",
         "driver",
         "actors",
+        "main-job",
         "sim-to-real",
     }
     with pytest.raises(SystemExit, match="--preset does not apply"):
         main(["bench", "sim", "--preset", "droq"])
     with pytest.raises(SystemExit, match="--no-demos does not apply"):
         main(["bench", "learner", "--no-demos"])
+    with pytest.raises(SystemExit, match="--robots does not apply"):
+        main(["bench", "actors", "--robots", "2"])
+
+
+def test_bench_main_job_refuses_a_robot_count_below_two(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "main-job", "--robots", "2,1"]) == 2
+    assert "--robots 2,1: robot counts of 2 or more (one robot is the shipped run)" in capsys.readouterr().err
 
 
 def test_bench_names_an_unknown_preset_before_running_anything(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,8 @@ pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Float64MultiArray, Int64MultiArray, UInt8MultiArray
 
-from rl_control.learning import OnnxPolicy, TransitionBatch
+from rl_control.config import load_experiment
+from rl_control.learning import Learner, OnnxPolicy, TransitionBatch
 from rl_control.learning.checkpoint import RunDirectory
 from rl_control.ros import messages
 from rl_control.testing.node_process import NodeProcess
@@ -123,7 +124,8 @@ class LearnerClient:
 
 def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, probe) -> None:
     client = LearnerClient(probe)
-    with NodeProcess("learner_node", write_config(tmp_path, nice=5)) as node:
+    config = write_config(tmp_path, nice=5)
+    with NodeProcess("learner_node", config) as node:
         assert probe.spin_until(lambda: bool(client.policies), STARTUP_S), node.output()
         assert node.process is not None
         niceness = os.getpriority(os.PRIO_PROCESS, node.process.pid)
@@ -162,6 +164,11 @@ def test_transitions_cross_processes_train_and_publish_policies(tmp_path: Path, 
     state = manifest["stream_state"]  # committed with the checkpoint it describes
     assert state["last_seq"] == 10 and state["gaps"] == 2 and state["episodes"] == 1
     assert manifest["env_steps"] == 9 * BATCH and manifest["num_updates"] == progress.updates + UTD * BATCH
+    # Each message ends a stream in the replay (the next one stored may come from another robot or follow
+    # a gap, as seq 10 does): no n-step return runs from one message into the next.
+    agent = load_experiment(config).learner_node.agent
+    stored = Learner.create_or_resume(tmp_path / "run", 3, 1, agent).replay.truncated[: 9 * BATCH]
+    assert stored.reshape(9, BATCH)[:, -1].all() and not stored.reshape(9, BATCH)[:, :-1].any()
 
 
 def test_sigkill_restart_resumes_from_checkpoint_and_catches_up(tmp_path: Path, probe) -> None:

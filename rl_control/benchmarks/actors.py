@@ -23,29 +23,15 @@ ROBOT_COUNTS = (1, 2, 4)
 STARTUP_S = 180.0
 
 
-def _experiment(directory: Path) -> Path:
-    """The main job's experiment file with its run directory in ``directory`` (nothing resumed)."""
-    import yaml
-
-    from rl_control.config.yaml_file import load_yaml_file
-    from rl_control.paths import config_path
-
-    document = load_yaml_file(config_path("pendulum_sim.yaml"))
-    document["/**"]["ros__parameters"]["run_dir"] = str(directory / "run")
-    document["learner_node"]["ros__parameters"]["resume"] = False
-    path = directory / "experiment.yaml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return path
-
-
 def _measure(robots: int, duration_s: float, directory: Path) -> dict[str, float]:
     """Run the graph with ``robots`` robots and measure its throughput (figures of one row)."""
+    from rl_control.benchmarks.main_job import main_job_experiment
     from rl_control.graph import graph_layout, layout_overrides
     from rl_control.launcher import GraphProcesses, managed_nodes
     from rl_control.ros import messages
     from rl_control.testing.probe import RosProbe
 
-    config = _experiment(directory)
+    config = main_job_experiment(directory)
     layout = graph_layout("sim_train", robots=robots)
     overrides = layout_overrides("sim_train", layout, config_file=config)
     nodes = managed_nodes(layout, config, overrides, directory)

@@ -24,12 +24,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from rl_control.launcher import stop_graph
 from rl_control.paths import config_path
 
 if TYPE_CHECKING:
@@ -90,6 +90,9 @@ class SimToRealSettings:
     #: updates per arm step while fine-tuning (the simulation run's recipe has 1): the learner is capped at
     #: this, so at 1 it idles while the arm resets; above what the CPU sustains, the achieved UTD is reported
     finetune_utd_ratio: int = 4
+    #: arm steps of the fine-tuning run before its actor updates: from learning_starts (the recipe's 1000)
+    #: to here only the critics learn the arm's dynamics, before the policy follows them
+    finetune_actor_warmup_steps: int = 3000
     randomized_run: Path | None = None  # reuse this training run instead of training
     nominal_run: Path | None = None
     finetune: bool = True
@@ -345,22 +348,6 @@ def _log_tail(log_path: Path) -> str:
     return log_path.read_text(errors="replace")[-4000:]
 
 
-def stop_graph(launcher: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C the launcher (it stops its nodes); then kill whatever is left of it and of its nodes (each
-    node runs in its own session, so a node left running would hold the serial port and publish an
-    actor's diagnostics into the next graph's measurement)."""
-    listed = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True, check=False)
-    nodes = [int(pid) for pid in listed.stdout.split()]
-    launcher.send_signal(signal.SIGINT)
-    with suppress(subprocess.TimeoutExpired):
-        launcher.wait(timeout=90)
-    for pid in (launcher.pid, *nodes):
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with suppress(subprocess.TimeoutExpired):
-        launcher.wait(timeout=10)
-
-
 def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     """The fine-tuning return curve (episode return against wall-clock minutes, with the mean of the last
     ``CURVE_MEAN_EPISODES`` episodes), threshold dashed."""
@@ -385,20 +372,19 @@ def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     plt.close(figure)
 
 
-def finetune_learner(start_run: Path, demo_fraction: float, utd_ratio: int) -> dict[str, Any]:
+def finetune_learner(start_run: Path, changes: dict[str, Any]) -> dict[str, Any]:
     """The learner_node settings of fine-tuning from the simulation run ``start_run`` (``start_from``:
-    its weights, its transitions as prior data sampled at ``demo_fraction``): its own agent config (the
-    learner refuses a run trained with other settings) but ``utd_ratio`` (a schedule setting it accepts),
-    one torch thread (on a busy 2-core machine more threads made every update many times slower)."""
+    its weights, its transitions as prior data): its own agent config (the learner refuses a run trained
+    with other settings) with ``changes`` to settings it accepts (e.g. ``utd_ratio``, ``demo_fraction``,
+    ``actor_warmup_steps``), one torch thread (on a busy 2-core machine more threads made every update
+    many times slower)."""
     from rl_control.learning.checkpoint import RunDirectory
 
     info = RunDirectory(start_run).read_run_info()
     if info is None:
         raise FileNotFoundError(f"{start_run}: no run.json; is it a training run directory?")
     # an empty list is not a ROS 2 parameter value; it means "the default" for every list field
-    agent = {key: value for key, value in info["config"].items() if value != []}
-    agent["demo_fraction"] = demo_fraction
-    agent["utd_ratio"] = utd_ratio
+    agent = {key: value for key, value in info["config"].items() if value != []} | changes
     preset = info.get("metadata", {}).get("preset", TRAIN_PRESET)
     return {"preset": preset, "agent": agent, "start_from": str(start_run), "torch_threads": 1}
 
@@ -409,7 +395,14 @@ def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold
     run_dir = settings.out_dir / "finetune_run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    learner = finetune_learner(start_run, settings.demo_fraction, settings.finetune_utd_ratio)
+    learner = finetune_learner(
+        start_run,
+        {
+            "demo_fraction": settings.demo_fraction,
+            "utd_ratio": settings.finetune_utd_ratio,
+            "actor_warmup_steps": settings.finetune_actor_warmup_steps,
+        },
+    )
     config = emulated_experiment(settings, link, run_dir, "finetune", learner)
     started = time.monotonic()
     curve = run_graph(config, "robot_finetune", minutes=settings.finetune_minutes)

@@ -37,6 +37,7 @@ TUNABLE_FIELDS = frozenset(
         "critic_lr",
         "temperature_lr",
         "learning_starts",
+        "actor_warmup_steps",
         "demo_fraction",
         "demo_bc_weight",
         "demo_bc_q_filter",
@@ -191,8 +192,7 @@ class Learner:
         if donor.demos.total_added:
             parts.append(donor.demos.rows(0, donor.demos.total_added))
         for part in parts:  # the parts were never consecutive: no n-step return runs across a seam
-            if part.terminated[-1] == 0:
-                part.truncated[-1] = 1.0
+            part.end_stream()
         prior = TransitionBatch.concatenate(parts) if parts else None
         if prior is not None:
             self._append_demos(prior)
@@ -332,7 +332,8 @@ class Learner:
         return Minibatches(**tensors, demo_rows=demo_rows)
 
     def train(self, env_steps: int) -> dict[str, float]:
-        """``utd_ratio * env_steps`` critic updates with the scheduled actor/temperature updates.
+        """``utd_ratio * env_steps`` critic updates with the scheduled actor/temperature updates (none
+        before ``actor_warmup_steps`` online steps).
 
         A chunk of updates that diverges (non-finite loss or weights) is rolled back to the state after
         the last good chunk (weights, optimizers, temperature; the observation statistics are kept), is
@@ -346,11 +347,12 @@ class Learner:
         if self._good_state is None:
             self._keep_good_state()
         remaining = self.config.utd_ratio * env_steps
+        train_actor = self.env_steps >= self.config.actor_warmup_steps
         totals: dict[str, float] = {}
         counts: dict[str, int] = {}
         while remaining:
             count = min(remaining, UPDATES_PER_SAMPLE)
-            metrics = self.agent.update(self.sample(count), self.num_updates)
+            metrics = self.agent.update(self.sample(count), self.num_updates, train_actor)
             remaining -= count
             if not (all(np.isfinite(list(metrics.values()))) and self.weights_finite()):
                 self._roll_back()
@@ -494,7 +496,7 @@ class Learner:
         for entry in entries:
             batch = self._read_chunk_or_count_loss(entry)
             if batch is None and batches:
-                batches[-1].truncated[-1] = 1.0
+                batches[-1].end_stream()
             if batch is not None:
                 batches.append(batch)
         if len(batches) == len(entries):

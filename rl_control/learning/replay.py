@@ -122,6 +122,5 @@ def load_demonstrations(path: Path, obs_dim: int, act_dim: int) -> ValidBatch:
         raise DemonstrationError(f"{dropped.describe(str(path))}; a demonstration file must be clean")
     if len(batch) == 0:
         raise DemonstrationError(f"{path}: holds no transitions")
-    if batch.terminated[-1] == 0 and batch.truncated[-1] == 0:
-        batch.truncated[-1] = 1.0
+    batch.end_stream()
     return batch

@@ -94,12 +94,18 @@ class StreamState:
     rejected_rows: int = 0  # invalid transitions dropped (non-finite or out-of-bounds values)
     out_of_bounds_rows: int = 0  # of which: finite values beyond the configured magnitude limits
     episodes: int = 0
-    episode_return: float = 0.0  # return of the episode in progress
+    #: Per publisher: return of its episode in progress (robots' episodes interleave in the stream).
+    episode_returns: dict[str, float] = field(default_factory=dict)
     recent_returns: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy."""
-        return {**self.__dict__, "streams": dict(self.streams), "recent_returns": list(self.recent_returns)}
+        return {
+            **self.__dict__,
+            "streams": dict(self.streams),
+            "episode_returns": dict(self.episode_returns),
+            "recent_returns": list(self.recent_returns),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StreamState:
@@ -314,9 +320,9 @@ class LearnerNode:
             )
         return replayed
 
-    def _filter_and_track(self, batch: Any) -> Any | None:
-        """Validate (non-finite and out-of-bounds rows dropped and counted) and track episode returns; the
-        clean batch or None."""
+    def _filter_and_track(self, batch: Any, publisher: str) -> Any | None:
+        """Validate (non-finite and out-of-bounds rows dropped and counted) and track the episode returns of
+        ``publisher`` (each actor's episodes apart); the clean batch or None."""
         try:
             batch, dropped = validate(
                 batch, self._obs_dim, self._act_dim, source=TRANSITIONS_TOPIC, limits=self._limits
@@ -342,13 +348,14 @@ class LearnerNode:
         for row, (reward, terminated, truncated) in enumerate(
             zip(batch.reward, batch.terminated, batch.truncated, strict=True)
         ):
-            stream.episode_return += float(reward)
+            episode_return = stream.episode_returns.get(publisher, 0.0) + float(reward)
+            stream.episode_returns[publisher] = episode_return
             if terminated or truncated:
                 stream.episodes += 1
-                stream.recent_returns = [*stream.recent_returns, stream.episode_return][-RETURN_WINDOW:]
+                stream.recent_returns = [*stream.recent_returns, episode_return][-RETURN_WINDOW:]
                 if self._writer is not None:
-                    self._writer.add_scalar(TAG_EPISODE_RETURN, stream.episode_return, env_steps + row + 1)
-                stream.episode_return = 0.0
+                    self._writer.add_scalar(TAG_EPISODE_RETURN, episode_return, env_steps + row + 1)
+                stream.episode_returns[publisher] = 0.0
         return batch
 
     # --- training thread --------------------------------------------------------------------------
@@ -401,8 +408,11 @@ class LearnerNode:
         consumed, after it they wait to be trained on."""
         stored = 0
         for publisher, seq, batch in batches:
-            clean = self._filter_and_track(batch)
+            clean = self._filter_and_track(batch, publisher)
             if clean is not None:
+                # the next message stored may come from another robot (or after a gap): no n-step
+                # return may run from this message into it
+                clean.end_stream()
                 try:
                     self._learner.add_transitions(clean)
                 except ValueError as exc:  # e.g. actions outside [-1, 1]: the learner names the problem
