@@ -353,9 +353,9 @@ def run_launch(
 
 
 def stop_graph(launcher: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C the launcher (it stops its nodes); then kill whatever is left of it and of its nodes (each
-    node runs in its own session, so a node left running would hold the serial port and publish an
-    actor's diagnostics into the next graph's measurement)."""
+    """Ctrl-C an ``rl-control launch`` process (it stops its nodes); then kill whatever is left of it and of
+    its nodes (each node runs in its own session: one left running would hold what it opened, e.g. a
+    serial port, and publish into the next graph started on the same domain)."""
     listed = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True, check=False)
     nodes = [int(pid) for pid in listed.stdout.split()]
     launcher.send_signal(signal.SIGINT)

@@ -190,25 +190,6 @@ def test_training_changes_weights_and_counts_updates(tmp_path: Path) -> None:
     assert action.shape == (ACT_DIM,) and np.all(np.abs(action) <= 1.0)
 
 
-def test_actor_and_temperature_wait_for_the_warm_up_while_the_critics_learn(tmp_path: Path) -> None:
-    config = preset_config(
-        "sac", hidden_sizes=[16, 16], batch_size=32, utd_ratio=2, learning_starts=10, actor_warmup_steps=40
-    )
-    learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, config)
-    learner.add_transitions(make_batch(30))
-    actor = learner.agent.actor.mean_head.weight.detach().clone()
-    alpha = learner.agent.log_alpha.detach().clone()
-    critics = [value.detach().clone() for value in learner.agent.critic.parameters()]
-    metrics = learner.train(5)
-    assert learner.num_updates == 10 and set(metrics) == {"critic_loss"}
-    assert torch.equal(actor, learner.agent.actor.mean_head.weight)
-    assert torch.equal(alpha, learner.agent.log_alpha)
-    assert not all(torch.equal(a, b) for a, b in zip(critics, learner.agent.critic.parameters(), strict=True))
-    learner.add_transitions(make_batch(10, seed=1))  # 40 online steps: the warm-up is over
-    assert {"actor_loss", "alpha"} <= set(learner.train(5))
-    assert not torch.equal(actor, learner.agent.actor.mean_head.weight)
-
-
 def test_behaviour_cloning_term_is_q_filtered() -> None:
     torch.manual_seed(0)
     config = preset_config("sac", hidden_sizes=[16], demo_bc_weight=1.0, device="cpu")

@@ -62,8 +62,8 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
         export=False,
     )
     # the fine-tuning learner gets the run's own agent config (else it refuses the run) with the asked
-    # update-to-data ratio, share of prior data and actor warm-up, the run to start from, and one torch thread
-    learner = finetune_learner(run, {"demo_fraction": 0.3, "utd_ratio": 4, "actor_warmup_steps": 500})
+    # update-to-data ratio and share of prior data, the run to start from, and one torch thread
+    learner = finetune_learner(run, {"demo_fraction": 0.3, "utd_ratio": 4})
     new_run = tmp_path / "finetune_run"
     path = emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", new_run, "ft", learner)
     config = load_experiment(path)
@@ -72,7 +72,7 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
     assert (
         config.learner_node.agent.hidden_sizes == [16, 16] and config.learner_node.agent.demo_fraction == 0.3
     )
-    assert config.learner_node.agent.utd_ratio == 4 and config.learner_node.agent.actor_warmup_steps == 500
+    assert config.learner_node.agent.utd_ratio == 4
     assert learner_start_problem(config) is None  # what config check and learner_node run at start
     fine_tuning = Learner.create_or_resume(
         new_run, 21, 4, config.learner_node.agent, start_from=Path(config.learner_node.start_from)

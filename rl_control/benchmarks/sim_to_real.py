@@ -90,9 +90,6 @@ class SimToRealSettings:
     #: updates per arm step while fine-tuning (the simulation run's recipe has 1): the learner is capped at
     #: this, so at 1 it idles while the arm resets; above what the CPU sustains, the achieved UTD is reported
     finetune_utd_ratio: int = 4
-    #: arm steps of the fine-tuning run before its actor updates: from learning_starts (the recipe's 1000)
-    #: to here only the critics learn the arm's dynamics, before the policy follows them
-    finetune_actor_warmup_steps: int = 3000
     randomized_run: Path | None = None  # reuse this training run instead of training
     nominal_run: Path | None = None
     finetune: bool = True
@@ -375,8 +372,8 @@ def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
 def finetune_learner(start_run: Path, changes: dict[str, Any]) -> dict[str, Any]:
     """The learner_node settings of fine-tuning from the simulation run ``start_run`` (``start_from``:
     its weights, its transitions as prior data): its own agent config (the learner refuses a run trained
-    with other settings) with ``changes`` to settings it accepts (e.g. ``utd_ratio``, ``demo_fraction``,
-    ``actor_warmup_steps``), one torch thread (on a busy 2-core machine more threads made every update
+    with other settings) with ``changes`` to settings it accepts (e.g. ``utd_ratio``, ``demo_fraction``),
+    one torch thread (on a busy 2-core machine more threads made every update
     many times slower)."""
     from rl_control.learning.checkpoint import RunDirectory
 
@@ -397,11 +394,7 @@ def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold
         shutil.rmtree(run_dir)
     learner = finetune_learner(
         start_run,
-        {
-            "demo_fraction": settings.demo_fraction,
-            "utd_ratio": settings.finetune_utd_ratio,
-            "actor_warmup_steps": settings.finetune_actor_warmup_steps,
-        },
+        {"demo_fraction": settings.demo_fraction, "utd_ratio": settings.finetune_utd_ratio},
     )
     config = emulated_experiment(settings, link, run_dir, "finetune", learner)
     started = time.monotonic()

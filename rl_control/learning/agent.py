@@ -184,12 +184,11 @@ class Agent:
         return self.policy(obs, noise)
 
     # -- the update-to-data loop --------------------------------------------------------------
-    def update(self, batches: Minibatches, first_update: int, train_actor: bool = True) -> dict[str, float]:
+    def update(self, batches: Minibatches, first_update: int) -> dict[str, float]:
         """Run ``len(batches)`` critic steps, interleaving actor steps on the global schedule.
 
         ``first_update`` is the global index of the first critic step; an actor step follows
-        critic step ``i`` whenever ``(i + 1) % (utd_ratio * actor_delay) == 0`` (never when
-        ``train_actor`` is false: the critics alone learn, e.g. during a warm-up).
+        critic step ``i`` whenever ``(i + 1) % (utd_ratio * actor_delay) == 0``.
         """
         period = self.config.utd_ratio * self.config.actor_delay
         obs = self.normalizer(batches.obs)
@@ -202,7 +201,7 @@ class Agent:
                     obs[i], batches.action[i], batches.reward[i], next_obs[i], batches.discount[i]
                 )
             )
-            if train_actor and (first_update + i + 1) % period == 0:
+            if (first_update + i + 1) % period == 0:
                 demo_action = batches.action[i, -batches.demo_rows :] if batches.demo_rows else None
                 actor_metrics = self.actor_step(obs[i], demo_action)
         metrics = {"critic_loss": torch.stack(critic_losses).mean()} if critic_losses else {}

@@ -135,16 +135,6 @@ class AgentConfig:
             "max": 1_000_000_000,
         },
     )
-    actor_warmup_steps: int = field(
-        default=0,
-        metadata={
-            "help": "online environment steps before the actor and temperature update: until then only the "
-            "critics learn (fine-tuning a policy from another run: the critics learn the new dynamics "
-            "before the policy follows them); 0: no warm-up",
-            "min": 0,
-            "max": 1_000_000_000,
-        },
-    )
     demo_fraction: float = field(
         default=0.5,
         metadata={

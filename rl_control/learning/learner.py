@@ -37,7 +37,6 @@ TUNABLE_FIELDS = frozenset(
         "critic_lr",
         "temperature_lr",
         "learning_starts",
-        "actor_warmup_steps",
         "demo_fraction",
         "demo_bc_weight",
         "demo_bc_q_filter",
@@ -332,8 +331,7 @@ class Learner:
         return Minibatches(**tensors, demo_rows=demo_rows)
 
     def train(self, env_steps: int) -> dict[str, float]:
-        """``utd_ratio * env_steps`` critic updates with the scheduled actor/temperature updates (none
-        before ``actor_warmup_steps`` online steps).
+        """``utd_ratio * env_steps`` critic updates with the scheduled actor/temperature updates.
 
         A chunk of updates that diverges (non-finite loss or weights) is rolled back to the state after
         the last good chunk (weights, optimizers, temperature; the observation statistics are kept), is
@@ -347,12 +345,11 @@ class Learner:
         if self._good_state is None:
             self._keep_good_state()
         remaining = self.config.utd_ratio * env_steps
-        train_actor = self.env_steps >= self.config.actor_warmup_steps
         totals: dict[str, float] = {}
         counts: dict[str, int] = {}
         while remaining:
             count = min(remaining, UPDATES_PER_SAMPLE)
-            metrics = self.agent.update(self.sample(count), self.num_updates, train_actor)
+            metrics = self.agent.update(self.sample(count), self.num_updates)
             remaining -= count
             if not (all(np.isfinite(list(metrics.values()))) and self.weights_finite()):
                 self._roll_back()
