@@ -17,7 +17,14 @@ from rl_control.learning import (
     preset_config,
 )
 from rl_control.learning import agent as agent_module
-from rl_control.learning.agent import SAC, CrossQ, make_agent, polyak_update, resolve_precision
+from rl_control.learning.agent import (
+    SAC,
+    CrossQ,
+    make_agent,
+    polyak_update,
+    resolve_device,
+    resolve_precision,
+)
 from rl_control.learning.networks import BatchRenorm, CriticEnsemble
 from rl_control.learning.replay import ReplayBuffer
 from rl_control.transitions import validate
@@ -188,6 +195,13 @@ def test_training_changes_weights_and_counts_updates(tmp_path: Path) -> None:
     assert not torch.equal(before, learner.agent.actor.mean_head.weight)
     action = learner.act(np.zeros(OBS_DIM), deterministic=True)
     assert action.shape == (ACT_DIM,) and np.all(np.abs(action) <= 1.0)
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_auto_device_takes_cuda_only_where_present(monkeypatch: pytest.MonkeyPatch, cuda: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("auto").type == ("cuda" if cuda else "cpu")
+    assert resolve_device("cpu").type == "cpu"  # an explicit device is taken as given
 
 
 def test_behaviour_cloning_term_is_q_filtered() -> None:
