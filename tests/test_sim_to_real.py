@@ -63,7 +63,7 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
     )
     # the fine-tuning learner gets the run's own agent config (else it refuses the run) with the asked
     # update-to-data ratio and share of prior data, the run to start from, and one torch thread
-    learner = finetune_learner(run, {"demo_fraction": 0.3, "utd_ratio": 4})
+    learner = finetune_learner(run, 0.3, 4)
     new_run = tmp_path / "finetune_run"
     path = emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", new_run, "ft", learner)
     config = load_experiment(path)
@@ -92,7 +92,7 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
     (run / "run.json").unlink()
     assert RunDirectory(run).read_run_info() is None
     with pytest.raises(FileNotFoundError, match=r"no run\.json"):
-        finetune_learner(run, {})
+        finetune_learner(run, 0.3, 1)
 
 
 def test_curve_plot_is_written(tmp_path: Path) -> None:

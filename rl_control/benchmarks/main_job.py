@@ -6,8 +6,9 @@ does, with the shipped file's ``seed`` and ``run_dir`` changed (nothing resumed)
 its time is ``elapsed_s`` of the run's ``launch_summary.json``: from the launch until the graph stopped on
 success (or on its time limit). The reference, measured in the same run on the same seeds, is the recipe the
 main job shipped before it was tuned for two cores (:data:`REFERENCE_LEARNER`: DroQ at UTD 10, a new policy
-every 1000 updates, ~200 s on the CPUs of its time). ``robot_counts`` also times the shipped recipe with that
-many simulated robots feeding its one learner (``--robots N``), to show how the main job's time changes.
+every 1000 updates, ~200 s on the CPUs of its time). ``robots`` (``--robots 2,4``) also times the shipped
+recipe with each of those numbers of simulated robots feeding its one learner, to show how the main job's
+time changes.
 """
 
 from __future__ import annotations

@@ -369,19 +369,20 @@ def plot_curve(log: EpisodeLog, threshold: float, path: Path) -> None:
     plt.close(figure)
 
 
-def finetune_learner(start_run: Path, changes: dict[str, Any]) -> dict[str, Any]:
+def finetune_learner(start_run: Path, demo_fraction: float, utd_ratio: int) -> dict[str, Any]:
     """The learner_node settings of fine-tuning from the simulation run ``start_run`` (``start_from``:
-    its weights, its transitions as prior data): its own agent config (the learner refuses a run trained
-    with other settings) with ``changes`` to settings it accepts (e.g. ``utd_ratio``, ``demo_fraction``),
-    one torch thread (on a busy 2-core machine more threads made every update
-    many times slower)."""
+    its weights, its transitions as prior data sampled at ``demo_fraction``): its own agent config (the
+    learner refuses a run trained with other settings) but ``utd_ratio`` (a schedule setting it accepts),
+    one torch thread (on a busy 2-core machine more threads made every update many times slower)."""
     from rl_control.learning.checkpoint import RunDirectory
 
     info = RunDirectory(start_run).read_run_info()
     if info is None:
         raise FileNotFoundError(f"{start_run}: no run.json; is it a training run directory?")
     # an empty list is not a ROS 2 parameter value; it means "the default" for every list field
-    agent = {key: value for key, value in info["config"].items() if value != []} | changes
+    agent = {key: value for key, value in info["config"].items() if value != []}
+    agent["demo_fraction"] = demo_fraction
+    agent["utd_ratio"] = utd_ratio
     preset = info.get("metadata", {}).get("preset", TRAIN_PRESET)
     return {"preset": preset, "agent": agent, "start_from": str(start_run), "torch_threads": 1}
 
@@ -392,10 +393,7 @@ def finetune(settings: SimToRealSettings, start_run: Path, link: Path, threshold
     run_dir = settings.out_dir / "finetune_run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    learner = finetune_learner(
-        start_run,
-        {"demo_fraction": settings.demo_fraction, "utd_ratio": settings.finetune_utd_ratio},
-    )
+    learner = finetune_learner(start_run, settings.demo_fraction, settings.finetune_utd_ratio)
     config = emulated_experiment(settings, link, run_dir, "finetune", learner)
     started = time.monotonic()
     curve = run_graph(config, "robot_finetune", minutes=settings.finetune_minutes)
