@@ -33,6 +33,19 @@ def test_unknown_task_lists_the_available_ones() -> None:
         RobotTaskEnv("walker")
 
 
+def test_goal_generator_option_sets_the_goals_and_bad_options_are_named() -> None:
+    env = RobotTaskEnv("arm_reach")
+    targets = []
+    for seed in (1, 2):  # two different start seeds, one goal generator each time from the same seed
+        env.reset(seed=seed, options={"goal_rng": np.random.default_rng(7)})
+        targets.append(env.task.target.copy())
+    np.testing.assert_array_equal(targets[0], targets[1])
+    with pytest.raises(ValueError, match=r"unknown reset option.*goal_seed"):
+        env.reset(options={"goal_seed": 7})
+    with pytest.raises(TypeError, match="'goal_rng' must be a numpy Generator, got int"):
+        env.reset(options={"goal_rng": 7})
+
+
 @pytest.mark.parametrize("task_name", ["pendulum_swingup", "quadruped_walk"])
 def test_same_seed_same_episode(task_name: str) -> None:
     def rollout() -> tuple[np.ndarray, list[float]]:

@@ -85,7 +85,7 @@ def test_sim_to_real_howto_commands_run_in_short_form(tmp_path: Path) -> None:
     # --quick deploys 2 episodes per policy on the emulated arm, both on the same targets
     assert len(figures["emulated_returns_before"]) == len(figures["nominal_policy_emulated_returns"]) == 2
     assert figures["kept_fraction"] == pytest.approx(
-        figures["emulated_return_before"] / figures["sim_return"]
+        figures["emulated_return_before"] / figures["sim_return_arm_targets"]
     )
     assert figures["emulated_return_before_stderr"] >= 0.0 and "train_seed" not in figures  # --runs given
 

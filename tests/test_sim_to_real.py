@@ -109,27 +109,54 @@ def test_a_mean_return_comes_with_its_standard_error() -> None:
     assert np.isnan(EpisodeLog(times_s=[1.0], returns=[5.0]).standard_error)
 
 
-def test_deployment_figures_give_each_policy_its_kept_share_and_its_episodes() -> None:
+def test_deployment_figures_pair_each_deployed_episode_with_its_simulated_one() -> None:
     deployed = {
-        "randomized": EpisodeLog(times_s=[1.0, 2.0], returns=[50.0, 60.0]),
-        "nominal": EpisodeLog(times_s=[1.0, 2.0], returns=[40.0, 44.0]),
+        "randomized": EpisodeLog(times_s=[1.0, 2.0, 3.0], returns=[50.0, 60.0, 70.0]),
+        "nominal": EpisodeLog(times_s=[1.0, 2.0, 3.0], returns=[40.0, 44.0, 60.0]),
     }
-    sim = {
-        "sim_return": 60.0,
-        "sim_return_stderr": 3.0,
-        "nominal_policy_sim_return": 70.0,
-        "nominal_policy_sim_return_stderr": 0.0,
-    }
+    # the randomized policy keeps exactly 5/6 on every target; the nominal one 4/6, 4/6 and 6/8
+    sim = {"randomized": np.array([60.0, 72.0, 84.0, 99.0]), "nominal": np.array([60.0, 66.0, 80.0])}
     figures = deployment_figures(deployed, sim)
-    assert figures["emulated_return_before"] == 55.0 and figures["nominal_policy_emulated_return"] == 42.0
-    assert figures["kept_fraction"] == pytest.approx(55.0 / 60.0)
-    assert figures["nominal_policy_kept_fraction"] == pytest.approx(42.0 / 70.0)
-    # 5/55 and 3/60 relative errors in quadrature; 2/42 alone where the simulated figure is exact
-    assert figures["kept_fraction_stderr"] == pytest.approx(55.0 / 60.0 * np.hypot(5.0 / 55.0, 3.0 / 60.0))
-    assert figures["nominal_policy_kept_fraction_stderr"] == pytest.approx(42.0 / 70.0 * 2.0 / 42.0)
-    assert figures["emulated_return_before_stderr"] == pytest.approx(5.0)
-    assert figures["nominal_policy_emulated_returns"] == [40.0, 44.0]
-    assert figures["emulated_returns_before"] == [50.0, 60.0]
+    assert figures["emulated_return_before"] == 60.0 and figures["nominal_policy_emulated_return"] == 48.0
+    assert figures["sim_return_arm_targets"] == 72.0  # the deployed episodes' three targets only
+    assert figures["kept_fraction"] == pytest.approx(60.0 / 72.0)
+    assert figures["nominal_policy_kept_fraction"] == pytest.approx(48.0 / (206.0 / 3.0))
+    # a constant share on every target has no spread left: the targets' spread cancels in the pairs
+    assert figures["kept_fraction_stderr"] == pytest.approx(0.0, abs=1e-12)
+    assert figures["nominal_policy_kept_fraction_stderr"] > 0.0
+    assert figures["nominal_policy_extra_loss"] == pytest.approx(60.0 / 72.0 - 48.0 / (206.0 / 3.0))
+    influence = (np.array([40.0, 44.0, 60.0]) - figures["nominal_policy_kept_fraction"] * sim["nominal"]) / (
+        206.0 / 3.0
+    )
+    assert figures["nominal_policy_extra_loss_stderr"] == pytest.approx(
+        np.std(influence, ddof=1) / np.sqrt(3)
+    )
+    assert figures["emulated_return_before_stderr"] == pytest.approx(
+        np.std([50, 60, 70], ddof=1) / np.sqrt(3)
+    )
+    assert figures["nominal_policy_emulated_returns"] == [40.0, 44.0, 60.0]
+
+
+def test_simulated_episodes_meet_the_targets_the_deployed_actor_draws(tmp_path: Path) -> None:
+    """The actor (ROS-free core, seeded as the emulated graphs are) and the paired simulation draw the same
+    target for each episode index."""
+    from rl_control.actor.core import ActorCore, task_command_safety
+    from rl_control.benchmarks.sim_to_real import DEPLOY_SEED
+    from rl_control.envs.gym_env import RobotTaskEnv
+    from rl_control.envs.tasks import make_task
+
+    actor_task = make_task("arm_reach")
+    core = ActorCore(
+        actor_task, task_command_safety(actor_task, actor_task.joint_names), train=False, seed=DEPLOY_SEED
+    )
+    env = RobotTaskEnv("arm_reach")
+    goal_rng = np.random.default_rng(DEPLOY_SEED)
+    for episode in range(3):  # the actor draws its first episode's target when it starts
+        env.reset(seed=episode, options={"goal_rng": goal_rng})
+        np.testing.assert_array_equal(env.task.target, actor_task.target)
+        core.begin_episode()
+    env.reset(seed=0)
+    assert not np.array_equal(env.task.target, actor_task.target)
 
 
 def test_sim_to_real_flags_are_refused_by_other_benchmarks() -> None:

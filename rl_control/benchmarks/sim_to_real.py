@@ -7,7 +7,9 @@ The chain, each step a real process as a user would run it:
    given run directories);
 2. sweep both over a small grid of dynamics (``rl_control.sweep``); its nominal point is ``sim_return``;
 3. deploy each on the emulated arm (``rl-control emulate dynamixel`` + the ``deploy`` graph with
-   ``driver_node``, reality gap ``default``): the mean of the actor's episode returns;
+   ``driver_node``, reality gap ``default``): the mean of the actor's episode returns; each policy also
+   runs in simulation on the targets its deployed episodes met, for the paired share of its simulated
+   return it kept (``kept_fraction``, ``nominal_policy_kept_fraction``, ``nominal_policy_extra_loss``);
 4. fine-tune the better of the policies that fall short on the emulated arm with the ``robot_finetune``
    graph in real time: a new learner run starts from the simulation run (``learner_node.start_from``:
    actor, critics, normalizer) with the simulation transitions as prior data sampled at ``demo_fraction``
@@ -64,6 +66,10 @@ BENCH_BUS_WATCHDOG_MS = 1000
 #: in one 10-minute fine-tuning), as a user of such an arm would set in its experiment file.
 RESET_TOLERANCE_RAD = {"harsh": 0.2}
 CURVE_MEAN_EPISODES = 25
+#: The actor's seed in every emulated-arm graph: its generator draws the episodes' targets, so deployed
+#: episode k meets the k-th target of ``np.random.default_rng(DEPLOY_SEED)`` (simulated on the same targets
+#: for the paired kept fractions).
+DEPLOY_SEED = 0
 SWEEP_GRID = (
     "mass_scale=0.8:1.4:3",
     "frictionloss_scale=0.5:4.0:3",
@@ -111,9 +117,7 @@ class EpisodeLog:
     @property
     def standard_error(self) -> float:
         """Standard error of :attr:`mean` (NaN with fewer than two episodes)."""
-        if len(self.returns) < 2:
-            return float("nan")
-        return float(np.std(self.returns, ddof=1) / np.sqrt(len(self.returns)))
+        return _stderr(np.asarray(self.returns))
 
 
 class ActorDiagnostics:
@@ -227,6 +231,27 @@ def sweep_policies(runs: dict[str, Path], settings: SimToRealSettings) -> dict[s
     return figures
 
 
+def sim_returns_on_arm_targets(runs: dict[str, Path], episodes: int) -> dict[str, np.ndarray]:
+    """Each policy's deterministic returns on the nominal model over the targets its first ``episodes``
+    deployed episodes meet on the emulated arm (:data:`DEPLOY_SEED`): pairs, episode by episode, with the
+    deployed returns (a return depends mostly on where the target lies)."""
+    from rl_control.envs.tasks import make_task
+    from rl_control.learning.gym_train import evaluate_policy
+    from rl_control.sweep import EVAL_SEED, load_policies, nominal_settings, simulated_env
+
+    env = simulated_env("arm_reach", nominal_settings(make_task("arm_reach").robot))
+    try:
+        returns = {}
+        for name, run in runs.items():
+            (policy,) = load_policies([run / "policy.onnx"])
+            returns[name] = np.array(
+                evaluate_policy(env, policy.act, episodes, seed=EVAL_SEED, goal_seed=DEPLOY_SEED)
+            )
+        return returns
+    finally:
+        env.close()
+
+
 def emulated_experiment(
     settings: SimToRealSettings, link: Path, run_dir: Path, name: str, learner: dict[str, Any] | None = None
 ) -> Path:
@@ -234,6 +259,7 @@ def emulated_experiment(
     document = yaml.safe_load(config_path("arm_dynamixel.yaml").read_text(encoding="utf-8"))
     shared = document["/**"]["ros__parameters"]
     shared["run_dir"] = str(run_dir)
+    shared["seed"] = DEPLOY_SEED
     if settings.controller:  # the controller name the policy was trained with (its contract checks it)
         shared["controller"] = settings.controller
     driver = document["driver_node"]["ros__parameters"]
@@ -426,18 +452,27 @@ def deploy_both(settings: SimToRealSettings, trained: dict[str, Path], link: Pat
     return deployed
 
 
-def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> dict[str, Any]:
-    """The emulated-arm figures of both policies, with standard errors, and the share of the simulated
-    return each kept (``sim``: the simulated figures with their standard errors); the episode returns too
-    (both policies meet the same targets in the same order, the actor's seed: they compare pairwise)."""
+def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The emulated-arm figures of both policies with standard errors, and the share of its simulated
+    return each kept, paired: ``sim`` holds each policy's simulated returns on the targets its deployed
+    episodes met (:func:`sim_returns_on_arm_targets`), so the target's share of the spread cancels. Also
+    ``nominal_policy_extra_loss``: how much more of its simulated return the nominal-only policy lost than
+    the randomized one (both met the same targets in the same order, the actor's seed)."""
     figures: dict[str, Any] = {}
+    influences = {}
     for name, key, returns_key, sim_key, kept_key in (
-        ("randomized", "emulated_return_before", "emulated_returns_before", "sim_return", "kept_fraction"),
+        (
+            "randomized",
+            "emulated_return_before",
+            "emulated_returns_before",
+            "sim_return_arm_targets",
+            "kept_fraction",
+        ),
         (
             "nominal",
             "nominal_policy_emulated_return",
             "nominal_policy_emulated_returns",
-            "nominal_policy_sim_return",
+            "nominal_policy_sim_return_arm_targets",
             "nominal_policy_kept_fraction",
         ),
     ):
@@ -447,19 +482,28 @@ def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, Any]) -> 
             log.standard_error,
             log.returns,
         )
-        figures[kept_key], figures[f"{kept_key}_stderr"] = _ratio(
-            log.mean, log.standard_error, sim[sim_key], sim[f"{sim_key}_stderr"]
-        )
+        pairs = min(len(log.returns), len(sim[name]))
+        arm, simulated = np.asarray(log.returns[:pairs]), sim[name][:pairs]
+        figures[sim_key], figures[f"{sim_key}_stderr"] = float(simulated.mean()), _stderr(simulated)
+        kept, influences[name] = _paired_ratio(arm, simulated)
+        figures[kept_key], figures[f"{kept_key}_stderr"] = kept, _stderr(influences[name])
+    figures["nominal_policy_extra_loss"] = figures["kept_fraction"] - figures["nominal_policy_kept_fraction"]
+    figures["nominal_policy_extra_loss_stderr"] = _stderr(influences["randomized"] - influences["nominal"])
     return figures
 
 
-def _ratio(value: float, value_error: float, base: float, base_error: float) -> tuple[float, float]:
-    """``value / base`` and its standard error (first-order propagation, independent means); NaN for a zero
-    ``base`` (an untrained policy's return can be)."""
-    if base == 0.0:
-        return float("nan"), float("nan")
-    ratio = value / base
-    return ratio, float(np.hypot(value_error, ratio * base_error)) / abs(base)
+def _paired_ratio(value: np.ndarray, base: np.ndarray) -> tuple[float, np.ndarray]:
+    """``mean(value) / mean(base)`` over paired samples and each pair's influence on it (first order: the
+    standard error of the ratio is that of the influences' mean); NaN for a zero mean ``base``."""
+    if len(base) == 0 or base.mean() == 0.0:
+        return float("nan"), np.full(len(value), np.nan)
+    ratio = float(value.mean() / base.mean())
+    return ratio, (value - ratio * base) / base.mean()
+
+
+def _stderr(samples: np.ndarray) -> float:
+    """Standard error of the mean of ``samples`` (NaN with fewer than two)."""
+    return float(np.std(samples, ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else float("nan")
 
 
 def finetune_start(deployed: dict[str, EpisodeLog], threshold: float) -> str | None:
@@ -561,7 +605,8 @@ def bench_sim_to_real(
     _save(result, settings)
     with isolated_ros_domain(), emulated_arm(settings) as link:
         deployed = deploy_both(settings, trained, link)
-        result.update(deployment_figures(deployed, result))
+        paired = sim_returns_on_arm_targets(trained, settings.deploy_episodes)
+        result.update(deployment_figures(deployed, paired))
         start = finetune_start(deployed, threshold)
         result["finetune_from"] = start or "none"
         if start is not None:

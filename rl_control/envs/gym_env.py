@@ -68,15 +68,35 @@ class RobotTaskEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode. ``options={"goal_rng": generator}`` draws the task's goals (the arm's target,
+        a velocity command) from ``generator`` instead of the env's own: one generator passed to every
+        reset draws them in the order an actor seeded ``np.random.default_rng(seed)`` draws them on a
+        robot, so a simulated episode meets the same goal as the deployed episode of the same index."""
+        goal_rng = self._goal_rng(options)
         super().reset(seed=seed)
         if seed is not None:
             self.sim.seed(int(self.np_random.integers(2**63)))
-        self.task.reset(self.np_random)
+        self.task.reset(self.np_random if goal_rng is None else goal_rng)
         qpos, qvel = self.task.initial_state(self.np_random)
         self._state = self.sim.reset(qpos, qvel)
         self._obs = self.task.observation(self._state)
         self._steps = 0
         return self._obs, {"randomization": self.randomization_info()}
+
+    @staticmethod
+    def _goal_rng(options: dict[str, Any] | None) -> np.random.Generator | None:
+        """The ``goal_rng`` reset option, checked (None when not given)."""
+        if not options:
+            return None
+        unknown = set(options) - {"goal_rng"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: ['goal_rng']")
+        goal_rng = options["goal_rng"]
+        if not isinstance(goal_rng, np.random.Generator):
+            raise TypeError(
+                f"reset option 'goal_rng' must be a numpy Generator, got {type(goal_rng).__name__}"
+            )
+        return goal_rng
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._obs is None or self._state is None:

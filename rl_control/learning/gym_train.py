@@ -146,12 +146,20 @@ def make_env_factory(env_id: str, **kwargs: Any) -> EnvFactory:
 
 
 def evaluate_policy(
-    env: gym.Env, policy_fn: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int
+    env: gym.Env,
+    policy_fn: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+    goal_seed: int | None = None,
 ) -> list[float]:
-    """Undiscounted return of ``episodes`` episodes; ``policy_fn`` maps an observation to an env action."""
+    """Undiscounted return of ``episodes`` episodes; ``policy_fn`` maps an observation to an env action.
+
+    ``goal_seed``: draw the episodes' goals as an actor node with this ``seed`` draws them on a robot (an
+    rl_control env's ``goal_rng`` reset option), so each return pairs with that deployment's episode."""
+    goal_options = None if goal_seed is None else {"goal_rng": np.random.default_rng(goal_seed)}
     returns = []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
+        obs, _ = env.reset(seed=seed + episode, options=goal_options)
         total, done = 0.0, False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy_fn(obs))
