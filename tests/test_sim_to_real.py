@@ -14,6 +14,7 @@ from rl_control.benchmarks.sim_to_real import (
     emulated_experiment,
     finetune_learner,
     finetune_start,
+    paired_gain,
     plot_curve,
 )
 from rl_control.cli import main as cli_main
@@ -135,6 +136,13 @@ def test_deployment_figures_pair_each_deployed_episode_with_its_simulated_one() 
         np.std([50, 60, 70], ddof=1) / np.sqrt(3)
     )
     assert figures["nominal_policy_emulated_returns"] == [40.0, 44.0, 60.0]
+
+
+def test_fine_tuning_gain_is_paired_episode_by_episode() -> None:
+    gain, stderr = paired_gain([50.0, 70.0, 30.0], [53.0, 74.0, 32.0, 99.0])  # the extra episode is unpaired
+    assert gain == pytest.approx(3.0) and stderr == pytest.approx(
+        np.std([3.0, 4.0, 2.0], ddof=1) / np.sqrt(3)
+    )
 
 
 def test_simulated_episodes_meet_the_targets_the_deployed_actor_draws(tmp_path: Path) -> None:

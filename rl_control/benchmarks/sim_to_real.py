@@ -492,6 +492,14 @@ def deployment_figures(deployed: dict[str, EpisodeLog], sim: dict[str, np.ndarra
     return figures
 
 
+def paired_gain(before: list[float], after: list[float]) -> tuple[float, float]:
+    """Mean and standard error of ``after - before`` episode by episode (both deployments meet the same
+    targets in the same order, the actor's seed)."""
+    pairs = min(len(before), len(after))
+    gains = np.asarray(after[:pairs]) - np.asarray(before[:pairs])
+    return float(gains.mean()) if pairs else float("nan"), _stderr(gains)
+
+
 def _paired_ratio(value: np.ndarray, base: np.ndarray) -> tuple[float, np.ndarray]:
     """``mean(value) / mean(base)`` over paired samples and each pair's influence on it (first order: the
     standard error of the ratio is that of the influences' mean); NaN for a zero mean ``base``."""
@@ -614,6 +622,9 @@ def bench_sim_to_real(
         _save(result, settings)
         if settings.finetune and start is not None:
             result.update(finetune(settings, trained[start], link, threshold))
+            result["finetune_gain"], result["finetune_gain_stderr"] = paired_gain(
+                deployed[start].returns, result["emulated_returns_after"]
+            )
     _save(result, settings)
     if not json_output:
         for key, value in result.items():
