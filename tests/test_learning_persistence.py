@@ -170,6 +170,43 @@ def test_exported_onnx_matches_torch(tmp_path: Path, preset: str) -> None:
         deterministic(np.zeros(OBS_DIM + 1, np.float32))
 
 
+def test_deployed_policies_come_from_the_actor_average_which_survives_a_restart(tmp_path: Path) -> None:
+    config = preset_config("sac", deployed_actor_average=0.5, **CONFIG)
+    learner = Learner.create_or_resume(tmp_path / "run", OBS_DIM, ACT_DIM, config)
+    agent = learner.agent
+    assert agent.actor_average is not None
+    start = agent.actor.mean_head.weight.detach().clone()
+    learner.add_transitions(stream(40, 0))
+    learner.train(3)  # three actor steps: the average moves half-way towards the actor after each
+    average, current = agent.actor_average.mean_head.weight, agent.actor.mean_head.weight
+    assert not torch.equal(average, current) and not torch.equal(average, start)
+    obs = np.random.default_rng(1).normal(size=(10, OBS_DIM)).astype(np.float32)
+    deployed = OnnxPolicy.from_bytes(learner.export_onnx(stochastic=False))
+    np.testing.assert_allclose(
+        np.stack([deployed(o) for o in obs]), learner.act(obs, deterministic=True), atol=1e-5
+    )
+    exploring = OnnxPolicy.from_bytes(learner.export_onnx(stochastic=True))  # the current weights
+    with torch.no_grad():
+        current_actions = agent.policy(torch.from_numpy(obs), None).numpy()
+    np.testing.assert_allclose(np.stack([exploring(o) for o in obs]), current_actions, atol=1e-5)
+    assert not np.allclose(current_actions, learner.act(obs, deterministic=True), atol=1e-4)
+
+    learner.save_checkpoint()
+    resumed = Learner.create_or_resume(tmp_path / "run", OBS_DIM, ACT_DIM, config)
+    assert resumed.agent.actor_average is not None
+    assert torch.equal(resumed.agent.actor_average.mean_head.weight, average)
+    # fine-tuning from a run kept without an average begins the average at that run's actor
+    plain = Learner.create_or_resume(tmp_path / "plain", OBS_DIM, ACT_DIM, preset_config("sac", **CONFIG))
+    plain.add_transitions(stream(40, 2))
+    plain.train(2)
+    plain.save_checkpoint()
+    started = Learner.create_or_resume(
+        tmp_path / "fine_tune", OBS_DIM, ACT_DIM, config, start_from=tmp_path / "plain"
+    )
+    assert started.agent.actor_average is not None
+    assert torch.equal(started.agent.actor_average.mean_head.weight, plain.agent.actor.mean_head.weight)
+
+
 def test_export_verification_and_policy_loading_fail_loudly(tmp_path: Path) -> None:
     learner = Learner.create_or_resume(tmp_path, OBS_DIM, ACT_DIM, preset_config("sac", **CONFIG))
     data = learner.export_onnx(stochastic=False)

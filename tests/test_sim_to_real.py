@@ -63,8 +63,9 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
         export=False,
     )
     # the fine-tuning learner gets the run's own agent config (else it refuses the run) with the asked
-    # update-to-data ratio and share of prior data, the run to start from, and one torch thread
-    learner = finetune_learner(run, 0.3, 4)
+    # update-to-data ratio, share of prior data and actor average, the run to start from, one torch thread
+    asked = SimToRealSettings(out_dir=tmp_path, demo_fraction=0.3, finetune_actor_average=0.01)
+    learner = finetune_learner(run, asked)
     new_run = tmp_path / "finetune_run"
     path = emulated_experiment(SimToRealSettings(out_dir=tmp_path), tmp_path / "tty", new_run, "ft", learner)
     config = load_experiment(path)
@@ -73,7 +74,8 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
     assert (
         config.learner_node.agent.hidden_sizes == [16, 16] and config.learner_node.agent.demo_fraction == 0.3
     )
-    assert config.learner_node.agent.utd_ratio == 4
+    assert config.learner_node.agent.utd_ratio == asked.finetune_utd_ratio
+    assert config.learner_node.agent.deployed_actor_average == 0.01
     assert learner_start_problem(config) is None  # what config check and learner_node run at start
     fine_tuning = Learner.create_or_resume(
         new_run, 21, 4, config.learner_node.agent, start_from=Path(config.learner_node.start_from)
@@ -93,7 +95,7 @@ def test_the_fine_tuning_learner_starts_from_the_simulation_run(tmp_path: Path) 
     (run / "run.json").unlink()
     assert RunDirectory(run).read_run_info() is None
     with pytest.raises(FileNotFoundError, match=r"no run\.json"):
-        finetune_learner(run, 0.3, 1)
+        finetune_learner(run, asked)
 
 
 def test_curve_plot_is_written(tmp_path: Path) -> None:

@@ -153,6 +153,10 @@ class Agent:
         ).to(device)
         self.actor.eval()  # train mode only inside the actor step (batch renormalization statistics)
         self.policy = Policy(self.actor, self.normalizer, config.exploration_noise)
+        #: moving average of the actor's weights (``deployed_actor_average`` > 0): a policy's quality swings
+        #: from one checkpoint to the next while it learns; the average rides out the swings
+        self.actor_average = copy.deepcopy(self.actor) if config.deployed_actor_average > 0.0 else None
+        self.deployed_policy = Policy(self.deployed_actor, self.normalizer, config.exploration_noise)
         self.critic = CriticEnsemble(
             config.num_critics,
             obs_dim + act_dim,
@@ -179,9 +183,11 @@ class Agent:
     # -- acting -------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
-        """Actions in [-1, 1] for raw observations ``[B, obs_dim]`` (the exported formula)."""
-        noise = None if deterministic else torch.randn(obs.shape[0], self.act_dim, device=self.device)
-        return self.policy(obs, noise)
+        """Actions in [-1, 1] for raw observations ``[B, obs_dim]`` (the exported formula; deterministic
+        ones from :attr:`deployed_actor`)."""
+        if deterministic:
+            return self.deployed_policy(obs, None)
+        return self.policy(obs, torch.randn(obs.shape[0], self.act_dim, device=self.device))
 
     # -- the update-to-data loop --------------------------------------------------------------
     def update(self, batches: Minibatches, first_update: int) -> dict[str, float]:
@@ -242,6 +248,16 @@ class Agent:
         actor_loss.backward()
         self.actor_optimizer.step()
         self.after_actor_step()
+        if self.actor_average is not None:
+            polyak_update(
+                list(self.actor_average.parameters()),
+                list(self.actor.parameters()),
+                self.config.deployed_actor_average,
+            )
+            for average_buffer, buffer in zip(
+                self.actor_average.buffers(), self.actor.buffers(), strict=True
+            ):
+                average_buffer.copy_(buffer)  # batch renormalization statistics: the current ones
         metrics["actor_loss"] = actor_loss.detach()
         return metrics
 
@@ -250,6 +266,12 @@ class Agent:
         if self.compute_dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
+    @property
+    def deployed_actor(self) -> Actor:
+        """The actor deterministic policies are exported from: the weights' moving average where
+        ``deployed_actor_average`` is on, else the actor itself."""
+        return self.actor if self.actor_average is None else self.actor_average
 
     # -- the rules (subclasses) ---------------------------------------------------------------
     def critic_loss(
@@ -326,11 +348,14 @@ class Agent:
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            **({} if self.actor_average is None else {"actor_average": self.actor_average.state_dict()}),
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` output; learning rates stay those of the current config."""
         self.actor.load_state_dict(state["actor"])
+        if self.actor_average is not None:  # a run without the average (e.g. the one started from): begin it
+            self.actor_average.load_state_dict(state.get("actor_average", state["actor"]))
         self.critic.load_state_dict(state["critic"])
         self.normalizer.load_state_dict(state["normalizer"])
         with torch.no_grad():

@@ -108,6 +108,15 @@ class AgentConfig:
         default=0.0,
         metadata={"help": "SAC target entropy; 0 means auto: -act_dim", "min": -1e4, "max": 1e4},
     )
+    deployed_actor_average: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of each actor update in a moving average of the actor's weights that "
+            "deterministic (deployed) policies are exported from; 0 exports the current weights",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
     gamma: float = field(default=0.99, metadata={"help": "discount factor", "min": 0.0, "max": 1.0})
     tau: float = field(
         default=0.005, metadata={"help": "Polyak target averaging rate", "min": 0.0, "max": 1.0}

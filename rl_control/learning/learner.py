@@ -49,6 +49,7 @@ TUNABLE_FIELDS = frozenset(
         "num_target_critics",
         "adam_beta1",
         "precision",
+        "deployed_actor_average",
     }
 )
 # Critic updates sampled (and moved to the device) per chunk inside train().
@@ -519,8 +520,9 @@ class Learner:
         self._require_finite("export a policy")
         version = self.policy_version + 1
         metadata = self.export_metadata(version, stochastic)
+        actor = self.agent.actor if stochastic else self.agent.deployed_actor
         model = build_actor_graph(
-            self.agent.actor,
+            actor,
             self.agent.normalizer,
             stochastic=stochastic,
             exploration_noise=self.config.exploration_noise,
@@ -529,7 +531,7 @@ class Learner:
         data = model.SerializeToString()
         verify_export(
             data,
-            self.agent.actor,
+            actor,
             self.agent.normalizer,
             stochastic=stochastic,
             exploration_noise=self.config.exploration_noise,
