@@ -169,7 +169,9 @@ def validate(
     Raises ValueError naming ``source`` and the field for what no row can fix: a non-numeric dtype, wrong
     shapes, row counts that disagree, flags (:data:`FLAG_FIELDS`) other than 0/1. Drops (and reports) rows
     holding a non-finite value, an action outside [-1, 1], or a value whose magnitude exceeds
-    ``limits[field]`` (per-field bounds, e.g. from the task: ``{"reward": 1e4, "obs": 1e3}``).
+    ``limits[field]`` (per-field bounds, e.g. from the task: ``{"reward": 1e4, "obs": 1e3}``). A kept row
+    followed by a dropped one is marked truncated unless it terminates, so n-step returns never bridge the
+    gap (its own ``next_obs`` is still bootstrapped from).
     """
     tails = {"obs": (obs_dim,), "action": (act_dim,), "next_obs": (obs_dim,)}
     arrays = {name: _checked_array(batch, name, tails.get(name, ()), source) for name in FIELDS}
@@ -200,6 +202,8 @@ def validate(
         keep &= finite & within
     dropped.count = int(rows - np.count_nonzero(keep))
     if dropped.count:
+        before_gap = keep & ~np.append(keep[1:], True) & (arrays["terminated"] == 0)
+        arrays["truncated"] = np.where(before_gap, np.float32(1.0), arrays["truncated"])
         arrays = {name: array[keep] for name, array in arrays.items()}
     return ValidBatch(**arrays), dropped
 

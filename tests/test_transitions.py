@@ -48,6 +48,17 @@ def test_validate_drops_non_finite_and_out_of_limit_rows_and_says_which() -> Non
     assert none.count == 0
 
 
+def test_a_kept_row_before_dropped_rows_ends_its_stream_so_n_step_returns_do_not_bridge_the_gap() -> None:
+    raw = batch(6)
+    raw.terminated[3] = 1.0  # row 3 terminates: stays terminated, not truncated
+    raw.reward[[2, 4]] = np.nan
+    clean, _ = validate(raw, OBS_DIM, ACT_DIM)
+    assert clean.reward.tolist() == [0.0, 1.0, 3.0, 5.0]
+    assert clean.truncated.tolist() == [0.0, 1.0, 0.0, 0.0]  # row 1 preceded a gap; row 5 is the last
+    assert clean.terminated.tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert raw.truncated.tolist() == [0.0] * 6  # the caller's batch is not modified
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
