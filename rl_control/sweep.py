@@ -289,7 +289,8 @@ def run_sweep(
             result = {}
             for policy in policies:
                 returns = evaluate_policy(env, policy.act, episodes=episodes, seed=EVAL_SEED)
-                result[policy.label] = (float(np.mean(returns)), float(np.std(returns)))
+                spread = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
+                result[policy.label] = (float(np.mean(returns)), spread)
             return result
         finally:
             env.close()
